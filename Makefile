@@ -1,0 +1,42 @@
+# jobq — PGXS build.  `make && make install`; tests: `test/run`.
+EXTENSION   = jobq
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" jobq.control)
+
+MODULE_big  = jobq
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+HEADERS     = $(wildcard src/*.h)
+
+# The install script is assembled from sql/install/NN_*.sql in name order.
+INSTALL_PIECES = $(sort $(wildcard sql/install/*.sql))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(wildcard updates/$(EXTENSION)--*--*.sql)
+
+# Every sql/*.sql is a pg_regress input; test/run drives them (needs a
+# preloaded server, so `make installcheck` is not used directly).
+REGRESS     = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --outputdir=results/regress
+
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS   = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
+              -Wno-missing-field-initializers -Wno-sign-compare $(JOBQ_CFLAGS)
+SHLIB_LINK  = -lcurl
+
+EXTRA_CLEAN = $(DATA_built) results regression.diffs regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PIECES) jobq.control Makefile
+	@printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit' > $@
+	cat $(INSTALL_PIECES) >> $@
+
+$(OBJS): $(HEADERS)
+
+.PHONY: test demo bench
+test:
+	test/run
+demo:
+	./demo
+bench:
+	bench/run

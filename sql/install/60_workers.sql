@@ -1,0 +1,19 @@
+-- jobq install script, part 60: the worker processes, read from shared memory.
+
+CREATE FUNCTION jobq._workers(
+    OUT pid integer, OUT database text, OUT kind text, OUT state text,
+    OUT job_id bigint, OUT since timestamptz, OUT jobs_done bigint,
+    OUT last_error text)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'jobq_worker_slots';
+COMMENT ON FUNCTION jobq._workers() IS
+    'Internal: jobq''s launcher and executor slots from shared memory (behind the view jobq.workers).';
+
+CREATE VIEW jobq.workers AS
+    SELECT w.pid, w.database, w.kind, w.state, w.job_id, w.since,
+           w.jobs_done, w.last_error
+      FROM jobq._workers() w;
+COMMENT ON VIEW jobq.workers IS
+    'jobq: the launcher and every executor (all databases): pid, database, kind (launcher | executor | probe), state (idle | running | ...), job_id being run, since (state change), jobs_done, last_error';
+GRANT SELECT ON jobq.workers TO PUBLIC;

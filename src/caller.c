@@ -1,0 +1,719 @@
+/*-------------------------------------------------------------------------
+ *
+ * caller.c
+ *	  SQL-callable entry points that must know the calling role: submit,
+ *	  submit_batch, submit_http, cancel and retry_now.
+ *
+ * Why C: a job runs with the privileges of the role that submitted it, so
+ * the submitter must be captured with GetUserId() before any change of user.
+ * Inside a SECURITY DEFINER function current_user is the definer, and a
+ * caller-supplied role would be a lie waiting to happen (pg_cron
+ * job_metadata.c:ScheduleCronJob does the same).
+ *
+ * Each entry point:
+ *	 1. captures the caller (GetUserId()) and validates its arguments;
+ *	 2. switches to the extension owner with SetUserIdAndSecContext(...,
+ *		SECURITY_LOCAL_USERID_CHANGE): the caller has no privilege on jobq's
+ *		tables, and RLS does not apply to their owner;
+ *	 3. runs kept SPI plans (prepared once per backend, SPI_keepplan);
+ *	 4. switches back.
+ * On ERROR nothing has to be restored by hand: transaction and
+ * subtransaction abort reset the user id and security context to the values
+ * saved when the (sub)transaction started (xact.c AbortTransaction,
+ * AbortSubTransaction), which is also how a plpgsql EXCEPTION block catching
+ * our error gets its caller back.
+ *
+ * Every SQL text below schema-qualifies tables, functions and operators:
+ * it is parsed with the caller's search_path on first use and then runs as
+ * the extension owner.
+ *
+ * IDENTIFICATION
+ *	  src/caller.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(jobq_submit);
+PG_FUNCTION_INFO_V1(jobq_submit_batch);
+PG_FUNCTION_INFO_V1(jobq_submit_http);
+PG_FUNCTION_INFO_V1(jobq_cancel);
+PG_FUNCTION_INFO_V1(jobq_retry_now);
+
+/* Saved user id while running as the extension owner. */
+typedef struct JobqRoleSwitch
+{
+	Oid			caller;
+	Oid			save_userid;
+	int			save_sec_context;
+} JobqRoleSwitch;
+
+/* What submit needs to know about a queue. */
+typedef struct JobqQueueInfo
+{
+	char	   *kind;
+	Oid			handler;
+	char	   *handler_text;
+} JobqQueueInfo;
+
+/* Options shared by submit, submit_batch and submit_http. */
+typedef struct JobqSubmitOptions
+{
+	Datum		run_at;
+	bool		run_at_null;
+	int32		priority;
+	Datum		max_attempts;
+	bool		max_attempts_null;
+	Datum		timeout;
+	bool		timeout_null;
+} JobqSubmitOptions;
+
+/* Kept SPI plans, prepared on first use in each backend. */
+static SPIPlanPtr plan_queue = NULL;
+static SPIPlanPtr plan_insert = NULL;
+static SPIPlanPtr plan_insert_unique = NULL;
+static SPIPlanPtr plan_find_unique = NULL;
+static SPIPlanPtr plan_insert_batch = NULL;
+static SPIPlanPtr plan_http_payload = NULL;
+static SPIPlanPtr plan_check_http = NULL;
+static SPIPlanPtr plan_cancel = NULL;
+static SPIPlanPtr plan_retry_now = NULL;
+
+/* How often submit retries when a conflicting unique_key vanished meanwhile. */
+#define JOBQ_UNIQUE_RETRIES 10
+
+/*
+ * JobqExtensionOwner
+ *		The owner of the jobq extension in this database: the role the
+ *		entry points switch to.  Errors out when jobq is not installed.
+ *
+ * pg_extension has no syscache, so this is one index scan; it is cheap next
+ * to the insert it precedes and always current (REASSIGN OWNED may change
+ * the owner).
+ */
+Oid
+JobqExtensionOwner(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(JOBQ_EXTENSION_NAME));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database",
+						JOBQ_EXTENSION_NAME),
+				 errhint("Run CREATE EXTENSION %s.", JOBQ_EXTENSION_NAME)));
+	return owner;
+}
+
+/*
+ * Capture the caller, then become the extension owner.  Nothing to undo on
+ * ERROR (see the file header).
+ */
+static void
+BecomeOwner(JobqRoleSwitch *sw)
+{
+	Oid			owner;
+
+	sw->caller = GetUserId();
+	owner = JobqExtensionOwner();
+	GetUserIdAndSecContext(&sw->save_userid, &sw->save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   sw->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+RestoreCaller(JobqRoleSwitch *sw)
+{
+	SetUserIdAndSecContext(sw->save_userid, sw->save_sec_context);
+}
+
+
+static void
+ExecOrError(SPIPlanPtr plan, Datum *values, const char *nulls, int expect,
+			long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, count);
+
+	if (rc != expect)
+		elog(ERROR, "jobq: SPI_execute_plan returned %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
+ * Take the lock a job insert takes anyway, before the queue is looked up:
+ * jobq.drop_queue() holds SHARE ROW EXCLUSIVE on jobs_active, so a submit
+ * either finishes before the drop looks for jobs, or looks the queue up
+ * (with a snapshot taken after this lock) once the drop has committed.
+ */
+static void
+LockJobsActive(void)
+{
+	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
+	Oid			relid = get_relname_relid("jobs_active", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "jobq: relation jobq.jobs_active is missing");
+	LockRelationOid(relid, RowExclusiveLock);
+}
+
+/*
+ * Look a queue up and check that the caller may submit to it: it exists,
+ * and the caller may EXECUTE its handler (the job will run the handler as
+ * the caller).  Runs as the extension owner, inside SPI.  The result lives
+ * in the caller's memory context (SPI_palloc'd values are copied out).
+ */
+static void
+LookupQueueForSubmit(const char *queue, Oid caller, JobqQueueInfo *info)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	tupdesc;
+	Datum		d;
+	SPIPlanPtr	plan;
+
+	plan = JobqKeptPlan(&plan_queue,
+					"SELECT q.kind, "
+					"pg_catalog.to_regprocedure(q.handler)::pg_catalog.oid, "
+					"q.handler "
+					"FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1",
+					1, argtypes);
+	values[0] = CStringGetTextDatum(queue);
+	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", queue),
+				 errdetail("jobq.queues lists the queues; names are case-sensitive."),
+				 errhint("Create it with jobq.create_queue().")));
+
+	tup = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	info->kind = SPI_getvalue(tup, tupdesc, 1);
+	d = SPI_getbinval(tup, tupdesc, 2, &isnull);
+	info->handler = isnull ? InvalidOid : DatumGetObjectId(d);
+	info->handler_text = SPI_getvalue(tup, tupdesc, 3);
+
+	if (info->handler_text != NULL && !OidIsValid(info->handler))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of queue \"%s\" does not exist",
+						info->handler_text, queue),
+				 errdetail("The function was dropped or renamed after the queue was created."),
+				 errhint("Recreate the function, or set the queue's handler with jobq.alter_queue().")));
+
+	if (OidIsValid(info->handler) &&
+		pg_proc_aclcheck(info->handler, caller, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to submit to queue \"%s\"", queue),
+				 errdetail("Role \"%s\" may not execute the queue's handler %s, and jobs run as the role that submits them.",
+						   GetUserNameFromId(caller, false), info->handler_text),
+				 errhint("GRANT EXECUTE ON FUNCTION %s to the role.",
+						 info->handler_text)));
+}
+
+/* Read the options of submit/submit_batch/submit_http starting at argument first. */
+static void
+ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_unique_key,
+				  JobqSubmitOptions *opt)
+{
+	int			a = first;
+
+	opt->run_at_null = PG_ARGISNULL(a);
+	opt->run_at = opt->run_at_null ? (Datum) 0 : PG_GETARG_DATUM(a);
+	a++;
+	/* NULL priority means the default, 0 */
+	opt->priority = PG_ARGISNULL(a) ? 0 : PG_GETARG_INT32(a);
+	a++;
+	if (has_unique_key)
+		a++;					/* read by the caller */
+	opt->max_attempts_null = PG_ARGISNULL(a);
+	opt->max_attempts = opt->max_attempts_null ? (Datum) 0 : PG_GETARG_DATUM(a);
+	a++;
+	opt->timeout_null = PG_ARGISNULL(a);
+	opt->timeout = opt->timeout_null ? (Datum) 0 : PG_GETARG_DATUM(a);
+
+	if (!opt->max_attempts_null && DatumGetInt32(opt->max_attempts) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at least 1, not %d",
+						DatumGetInt32(opt->max_attempts)),
+				 errdetail("max_attempts counts every try of a job, the first included."),
+				 errhint("Pass NULL to use the queue's max_attempts.")));
+	if (!opt->timeout_null)
+	{
+		Interval	zero = {0};
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, opt->timeout,
+											  IntervalPGetDatum(&zero))) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must be positive, not %s",
+							DatumGetCString(DirectFunctionCall1(interval_out,
+																opt->timeout))),
+					 errdetail("timeout is the hard limit of one attempt."),
+					 errhint("Pass NULL to use the queue's timeout.")));
+	}
+}
+
+static char *
+QueueArg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue must not be NULL"),
+				 errdetail("Every job belongs to a queue."),
+				 errhint("Pass the name of a queue from jobq.queues.")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * For a queue of kind http, the payload is an HTTP request: validate and
+ * normalise it with jobq._check_http_payload().  Returns the payload to
+ * store.  Inside SPI, as the extension owner; the result is copied into the
+ * upper executor context.
+ */
+static Datum
+CheckHttpPayload(Datum payload)
+{
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	SPIPlanPtr	plan;
+
+	plan = JobqKeptPlan(&plan_check_http,
+					"SELECT jobq._check_http_payload($1)", 1, argtypes);
+	values[0] = payload;
+	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "jobq: _check_http_payload returned NULL");
+	return SPI_datumTransfer(d, false, -1);
+}
+
+/*
+ * Insert one job; returns its id, or the id of the job of the same queue
+ * and unique_key that is not final yet.  Inside SPI, as the extension owner.
+ *
+ * unique_key: INSERT ... ON CONFLICT DO NOTHING waits for a concurrent
+ * insert of the same key to commit or abort; after a conflict, the job
+ * holding the key is read with a new snapshot.  If that job became final in
+ * between, the key is free again: try the insert once more.
+ */
+static int64
+InsertJob(const char *queue, Datum payload, Datum unique_key,
+		  bool unique_key_null, JobqSubmitOptions *opt, Oid owner)
+{
+	Oid			argtypes[8] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	bool		isnull;
+	int			tries;
+	SPIPlanPtr	plan;
+
+	values[0] = CStringGetTextDatum(queue);
+	values[1] = payload;
+	values[2] = Int32GetDatum(opt->priority);
+	values[3] = opt->run_at;
+	nulls[3] = opt->run_at_null ? 'n' : ' ';
+	values[4] = opt->max_attempts;
+	nulls[4] = opt->max_attempts_null ? 'n' : ' ';
+	values[5] = opt->timeout;
+	nulls[5] = opt->timeout_null ? 'n' : ' ';
+	values[6] = ObjectIdGetDatum(owner);
+	values[7] = unique_key;
+	nulls[7] = unique_key_null ? 'n' : ' ';
+
+	if (unique_key_null)
+	{
+		plan = JobqKeptPlan(&plan_insert,
+						"INSERT INTO jobq.jobs_active "
+						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner) "
+						"VALUES ($1, $2, 'pending', $3, "
+						"COALESCE($4, pg_catalog.now()), $5, $6, $7) "
+						"RETURNING id",
+						7, argtypes);
+		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	for (tries = 0; tries < JOBQ_UNIQUE_RETRIES; tries++)
+	{
+		Oid			find_types[2] = {TEXTOID, TEXTOID};
+		Datum		find_values[2];
+
+		plan = JobqKeptPlan(&plan_insert_unique,
+						"INSERT INTO jobq.jobs_active "
+						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, unique_key) "
+						"VALUES ($1, $2, 'pending', $3, "
+						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8) "
+						"ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL "
+						"DO NOTHING RETURNING id",
+						8, argtypes);
+		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+		if (SPI_processed == 1)
+			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull));
+
+		plan = JobqKeptPlan(&plan_find_unique,
+						"SELECT j.id FROM jobq.jobs_active j "
+						"WHERE j.queue OPERATOR(pg_catalog.=) $1 "
+						"AND j.unique_key OPERATOR(pg_catalog.=) $2",
+						2, find_types);
+		find_values[0] = values[0];
+		find_values[1] = unique_key;
+		ExecOrError(plan, find_values, NULL, SPI_OK_SELECT, 1);
+		if (SPI_processed == 1)
+			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull));
+		CHECK_FOR_INTERRUPTS();
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not submit to queue \"%s\" with unique_key \"%s\"",
+					queue, TextDatumGetCString(unique_key)),
+			 errdetail("The job holding the key kept finishing while this job was submitted."),
+			 errhint("Retry the transaction.")));
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * The common body of submit and submit_http: look the queue up, check the
+ * caller may use it, insert, wake an executor at commit.
+ */
+static int64
+SubmitOne(const char *queue, Datum payload,
+		  Datum unique_key, bool unique_key_null, JobqSubmitOptions *opt,
+		  bool http_payload)
+{
+	JobqRoleSwitch sw;
+	JobqQueueInfo info;
+	int64		id;
+
+	BecomeOwner(&sw);
+	LockJobsActive();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+
+	LookupQueueForSubmit(queue, sw.caller, &info);
+	if (http_payload && strcmp(info.kind, "http") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("queue \"%s\" is not an http queue", queue),
+				 errdetail("It is of kind %s.", info.kind),
+				 errhint("Pass queue => the name of a queue of kind http, such as http.")));
+	if (!http_payload && strcmp(info.kind, "http") == 0)
+		payload = CheckHttpPayload(payload);
+
+	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller);
+
+	/* nothing in the server runs external queues: no wake-up to pay for */
+	if (strcmp(info.kind, "external") != 0)
+		JobqWakeAtCommit();
+	SPI_finish();
+	RestoreCaller(&sw);
+	return id;
+}
+
+/*
+ * jobq.submit(queue text, payload jsonb, run_at timestamptz, priority int,
+ *			   unique_key text, max_attempts int, timeout interval) RETURNS bigint
+ */
+Datum
+jobq_submit(PG_FUNCTION_ARGS)
+{
+	char	   *queue = QueueArg(fcinfo, 0);
+	Datum		payload;
+	JobqSubmitOptions opt;
+
+	/* a NULL payload is the default, '{}' */
+	if (PG_ARGISNULL(1))
+		payload = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	else
+		payload = PG_GETARG_DATUM(1);
+	ReadSubmitOptions(fcinfo, 2, true, &opt);
+
+	PG_RETURN_INT64(SubmitOne(queue, payload,
+							  PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4),
+							  PG_ARGISNULL(4), &opt, false));
+}
+
+/*
+ * jobq.submit_http(url text, method text, headers jsonb, body text,
+ *					queue text, run_at, priority, unique_key, max_attempts,
+ *					timeout, timeout_ms int) RETURNS bigint
+ *
+ * The request is validated and turned into the payload by
+ * jobq._http_payload() (SQL: the checks are string and JSON work), then
+ * submitted like any job of an http queue.
+ */
+Datum
+jobq_submit_http(PG_FUNCTION_ARGS)
+{
+	char	   *queue = QueueArg(fcinfo, 4);
+	JobqSubmitOptions opt;
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, INTERVALOID};
+	Datum		values[6];
+	char		nulls[6];
+	bool		isnull;
+	int			i;
+	Datum		payload;
+	JobqRoleSwitch sw;
+	SPIPlanPtr	plan;
+
+	ReadSubmitOptions(fcinfo, 5, true, &opt);
+
+	for (i = 0; i < 4; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	values[4] = PG_ARGISNULL(10) ? (Datum) 0 : PG_GETARG_DATUM(10);
+	nulls[4] = PG_ARGISNULL(10) ? 'n' : ' ';
+	values[5] = opt.timeout;
+	nulls[5] = opt.timeout_null ? 'n' : ' ';
+
+	/* Build the payload in its own SPI session, as the extension owner. */
+	BecomeOwner(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	plan = JobqKeptPlan(&plan_http_payload,
+					"SELECT jobq._http_payload($1, $2, $3, $4, $5, $6)",
+					6, argtypes);
+	ExecOrError(plan, values, nulls, SPI_OK_SELECT, 1);
+	payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							&isnull);
+	if (isnull)
+		elog(ERROR, "jobq: _http_payload returned NULL");
+	payload = SPI_datumTransfer(payload, false, -1);
+	SPI_finish();
+	RestoreCaller(&sw);
+
+	PG_RETURN_INT64(SubmitOne(queue, payload,
+							  PG_ARGISNULL(7) ? (Datum) 0 : PG_GETARG_DATUM(7),
+							  PG_ARGISNULL(7), &opt, true));
+}
+
+/*
+ * jobq.submit_batch(queue text, payloads jsonb, run_at, priority,
+ *					 unique_key, max_attempts, timeout) RETURNS SETOF bigint
+ *
+ * One INSERT ... SELECT over jsonb_array_elements: thousands of jobs cost
+ * one plan execution.  The ids come back in the order of the array.
+ */
+Datum
+jobq_submit_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *queue = QueueArg(fcinfo, 0);
+	Jsonb	   *payloads;
+	JobqSubmitOptions opt;
+	JobqRoleSwitch sw;
+	JobqQueueInfo info;
+	Oid			argtypes[7] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	SPIPlanPtr	plan;
+	uint64		i;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payloads must not be NULL"),
+				 errdetail("submit_batch submits one job per element of the array."),
+				 errhint("Pass a JSON array with one payload per job.")));
+	payloads = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(payloads) || JB_ROOT_IS_SCALAR(payloads))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payloads must be a JSON array"),
+				 errdetail("It is a JSON %s.",
+						   JB_ROOT_IS_OBJECT(payloads) ? "object" : "scalar"),
+				 errhint("Pass a JSON array with one payload per job, such as '[{\"n\": 1}, {\"n\": 2}]'.")));
+	if (!PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("submit_batch does not take a unique_key"),
+				 errdetail("One key cannot name several jobs."),
+				 errhint("Use jobq.submit for jobs with a unique key.")));
+	ReadSubmitOptions(fcinfo, 2, true, &opt);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	BecomeOwner(&sw);
+	LockJobsActive();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	LookupQueueForSubmit(queue, sw.caller, &info);
+	if (strcmp(info.kind, "http") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("submit_batch cannot submit to queue \"%s\" of kind http", queue),
+				 errdetail("Jobs of an http queue are HTTP requests, validated one by one."),
+				 errhint("Use jobq.submit_http for each request.")));
+
+	plan = JobqKeptPlan(&plan_insert_batch,
+					"INSERT INTO jobq.jobs_active "
+					"(queue, payload, state, priority, run_at, max_attempts, timeout, owner) "
+					"SELECT $1, e.value, 'pending', $3, "
+					"COALESCE($4, pg_catalog.now()), $5, $6, $7 "
+					"FROM pg_catalog.jsonb_array_elements($2) e "
+					"RETURNING id",
+					7, argtypes);
+	values[0] = CStringGetTextDatum(queue);
+	values[1] = JsonbPGetDatum(payloads);
+	values[2] = Int32GetDatum(opt.priority);
+	values[3] = opt.run_at;
+	nulls[3] = opt.run_at_null ? 'n' : ' ';
+	values[4] = opt.max_attempts;
+	nulls[4] = opt.max_attempts_null ? 'n' : ' ';
+	values[5] = opt.timeout;
+	nulls[5] = opt.timeout_null ? 'n' : ' ';
+	values[6] = ObjectIdGetDatum(sw.caller);
+	ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		id;
+		bool		isnull;
+
+		id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+						   &isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &id, &isnull);
+	}
+
+	if (SPI_processed > 0 && strcmp(info.kind, "external") != 0)
+		JobqWakeAtCommit();
+	SPI_finish();
+	RestoreCaller(&sw);
+	return (Datum) 0;
+}
+
+/*
+ * jobq.cancel(id bigint) RETURNS boolean: true when the job was pending or
+ * running and is now cancelled, false when it was already final.  Only the
+ * job's owner or a member of jobq_admin (checked by jobq._cancel against
+ * the captured caller).
+ */
+Datum
+jobq_cancel(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	JobqRoleSwitch sw;
+	Oid			argtypes[2] = {INT8OID, REGROLEOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		cancelled;
+	bool		on_executor;
+	SPIPlanPtr	plan;
+
+	BecomeOwner(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	plan = JobqKeptPlan(&plan_cancel,
+					"SELECT c.cancelled, c.claimed_by IS NOT NULL "
+					"FROM jobq._cancel($1, $2) c",
+					2, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(sw.caller);
+	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
+	cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	on_executor = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+	RestoreCaller(&sw);
+
+	if (cancelled && on_executor)
+		JobqCancelAtCommit(id);	/* interrupts the handler at our commit */
+	PG_RETURN_BOOL(cancelled);
+}
+
+/*
+ * jobq.retry_now(id bigint) RETURNS boolean: a pending job whose run_at is
+ * in the future (backoff, or scheduled) becomes due now.  False when the
+ * job is running or final.  Owner or jobq_admin.
+ */
+Datum
+jobq_retry_now(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	JobqRoleSwitch sw;
+	Oid			argtypes[2] = {INT8OID, REGROLEOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		done;
+	SPIPlanPtr	plan;
+
+	BecomeOwner(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	plan = JobqKeptPlan(&plan_retry_now, "SELECT jobq._retry_now($1, $2)",
+					2, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(sw.caller);
+	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
+	done = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	RestoreCaller(&sw);
+
+	if (done)
+		JobqWakeAtCommit();
+	PG_RETURN_BOOL(done);
+}
+
+PG_FUNCTION_INFO_V1(jobq_wake_at_commit);
+
+/*
+ * jobq._wake_at_commit() RETURNS void: for SQL-only paths that make a job
+ * due (jobq.requeue_dead).
+ */
+Datum
+jobq_wake_at_commit(PG_FUNCTION_ARGS)
+{
+	JobqWakeAtCommit();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,572 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.c
+ *	  The executor's side of the queue: the statements it sends to jobq's
+ *	  tables, prepared once per process and kept (SPI_keepplan), and the
+ *	  cache of runnable SQL queues.
+ *
+ * Executors go through the same internal functions as external workers
+ * (jobq._claim, _complete, _fail, _release), so the claim order, the
+ * concurrency and rate limits, fencing and the retry engine have one
+ * implementation, in SQL (sql/install/).
+ *
+ * All functions here expect a transaction with an active snapshot and an SPI
+ * connection; results are copied into the caller's memory context.
+ *
+ * IDENTIFICATION
+ *	  src/claim.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+#include "claim.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/*
+ * The queue cache: rebuilt, never patched.  Claimed jobs point at their
+ * entry, and a claim (which may refresh the cache) can happen before the
+ * jobs of the previous claim are done, so the previous generation stays
+ * valid until the refresh after: two contexts, used in turn.
+ */
+static MemoryContext queue_cxts[2] = {NULL, NULL};
+static int	queue_gen = 0;
+static JobqQueue *queues = NULL;
+static int	nqueues = 0;
+
+static SPIPlanPtr plan_queues = NULL;
+static SPIPlanPtr plan_claim = NULL;
+static SPIPlanPtr plan_claim_fast = NULL;
+static SPIPlanPtr plan_complete = NULL;
+static SPIPlanPtr plan_take_completed = NULL;
+static SPIPlanPtr plan_record_completed = NULL;
+static Oid	jobs_active_array_type = InvalidOid;
+static SPIPlanPtr plan_fail = NULL;
+static SPIPlanPtr plan_release = NULL;
+static SPIPlanPtr plan_recover = NULL;
+static SPIPlanPtr plan_recover_leases = NULL;
+static SPIPlanPtr plan_next_due = NULL;
+
+/*
+ * Prepare sql once per process and keep the plan (SPI_keepplan) in *plan;
+ * later calls return it.  Used by every module that runs SQL on jobq tables.
+ */
+SPIPlanPtr
+JobqKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "jobq: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "jobq: SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
+static int64
+IntervalToMs(Datum d, bool isnull)
+{
+	Interval   *iv;
+
+	if (isnull)
+		return 0;
+	iv = DatumGetIntervalP(d);
+	return (iv->time / 1000) +
+		((int64) iv->day * USECS_PER_DAY / 1000) +
+		((int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY / 1000);
+}
+
+/*
+ * Re-read the SQL queues.  Paused queues are kept (the claim itself gives
+ * nothing for them), so that pausing never races with a cached list.
+ */
+void
+ClaimRefreshQueues(void)
+{
+	MemoryContext oldcxt;
+	int			ret;
+	uint64		i;
+
+	JobqKeptPlan(&plan_queues,
+			"SELECT q.name, pg_catalog.to_regprocedure(q.handler)::pg_catalog.oid,"
+			"       q.timeout, q.warn_after,"
+			"       q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL"
+			"  FROM jobq.queues q"
+			" WHERE q.kind OPERATOR(pg_catalog.=) 'sql'"
+			" ORDER BY q.name",
+			0, NULL);
+	ret = SPI_execute_plan(plan_queues, NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "jobq: reading queues failed: %s", SPI_result_code_string(ret));
+
+	if (queue_cxts[0] == NULL)
+	{
+		queue_cxts[0] = AllocSetContextCreate(TopMemoryContext, "jobq queue cache",
+											  ALLOCSET_SMALL_SIZES);
+		queue_cxts[1] = AllocSetContextCreate(TopMemoryContext, "jobq queue cache",
+											  ALLOCSET_SMALL_SIZES);
+	}
+	queue_gen = 1 - queue_gen;
+	MemoryContextReset(queue_cxts[queue_gen]);
+	oldcxt = MemoryContextSwitchTo(queue_cxts[queue_gen]);
+	nqueues = (int) SPI_processed;
+	queues = palloc0(sizeof(JobqQueue) * Max(nqueues, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		JobqQueue  *q = &queues[i];
+		bool		isnull;
+		Datum		d;
+
+		q->name = SPI_getvalue(tup, desc, 1);
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		q->handler = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		q->timeout_ms = IntervalToMs(d, isnull);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		q->warn_after_ms = IntervalToMs(d, isnull);
+		q->limited = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		if (OidIsValid(q->handler))
+		{
+			fmgr_info_cxt(q->handler, &q->flinfo, queue_cxts[queue_gen]);
+			q->rettype = get_func_rettype(q->handler);
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+int
+ClaimQueueCount(void)
+{
+	return nqueues;
+}
+
+JobqQueue *
+ClaimQueue(int i)
+{
+	return &queues[i];
+}
+
+/*
+ * Claim up to max_jobs due jobs of queue q for this executor (token).
+ * Returns how many were claimed; jobs[] is filled in the caller's context.
+ */
+int
+ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
+		  JobqClaimedJob *jobs)
+{
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
+	Datum		values[5];
+	Interval	lease;
+	int			ret;
+	uint64		i;
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	SPIPlanPtr	plan;
+
+	/*
+	 * Queues with a concurrency or rate limit go through jobq._claim, which
+	 * serialises their claims on the queue row.  Others take this one
+	 * statement, the same claim as _claim's last step; it also refuses a
+	 * queue that was paused or got a limit since our cache was filled.
+	 */
+	if (q->limited)
+		plan = JobqKeptPlan(&plan_claim,
+					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout"
+					   "  FROM jobq._claim($1, $2, $3, $4, $5) c",
+					   5, argtypes);
+	else
+		plan = JobqKeptPlan(&plan_claim_fast,
+					   "WITH c AS ("
+					   "  SELECT a.id FROM jobq.jobs_active a"
+					   "   WHERE a.queue OPERATOR(pg_catalog.=) $1"
+					   "     AND a.state OPERATOR(pg_catalog.=) 'pending'"
+					   "     AND a.run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+					   "     AND NOT EXISTS (SELECT FROM jobq.queues q"
+					   "                      WHERE q.name OPERATOR(pg_catalog.=) $1"
+					   "                        AND (q.paused OR q.concurrency IS NOT NULL"
+					   "                             OR q.rate_limit IS NOT NULL))"
+					   "   ORDER BY a.priority DESC, a.run_at, a.id"
+					   "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+					   " UPDATE jobq.jobs_active a"
+					   "    SET state = 'running', attempt = a.attempt OPERATOR(pg_catalog.+) 1,"
+					   "        started_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),"
+					   "        lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3,"
+					   "        worker = $4, claimed_by = $5"
+					   "   FROM c WHERE a.id OPERATOR(pg_catalog.=) c.id"
+					   " RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout",
+					   5, argtypes);
+
+	/*
+	 * The lease of an executor's job is only a backstop: liveness is the
+	 * token (see ClaimRecoverLost).  Make it long enough never to fire first.
+	 */
+	memset(&lease, 0, sizeof(lease));
+	lease.time = (q->timeout_ms * max_jobs + 60000) * 1000;
+
+	values[0] = CStringGetTextDatum(q->name);
+	values[1] = Int32GetDatum(max_jobs);
+	values[2] = IntervalPGetDatum(&lease);
+	values[3] = CStringGetTextDatum(worker);
+	values[4] = Int64GetDatum(token);
+
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		JobqClaimedJob *job = &jobs[i];
+		bool		isnull;
+		Datum		d;
+		MemoryContext oldcxt;
+
+		job->queue = q;
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		oldcxt = MemoryContextSwitchTo(callercxt);
+		job->payload = DatumGetJsonbPCopy(d);
+		MemoryContextSwitchTo(oldcxt);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		job->timeout_ms = isnull ? q->timeout_ms : IntervalToMs(d, false);
+	}
+	return (int) SPI_processed;
+}
+
+/*
+ * Fenced completion: the job of lease (id, attempt) becomes completed with
+ * result, and its attempt row is written, in one statement.  False, changing
+ * nothing, when that lease is no longer the job's current running lease.
+ * This is the only implementation: jobq._complete (used by jobq.complete)
+ * calls it too.
+ */
+bool
+ClaimComplete(int64 id, int32 attempt, Jsonb *result)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int			ret;
+
+	JobqKeptPlan(&plan_complete,
+			"WITH d AS ("
+			"  DELETE FROM jobq.jobs_active a"
+			"   WHERE a.id OPERATOR(pg_catalog.=) $1"
+			"     AND a.attempt OPERATOR(pg_catalog.=) $2"
+			"     AND a.state OPERATOR(pg_catalog.=) 'running'"
+			"  RETURNING a.*),"
+			" f AS ("
+			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
+			"         attempt, max_attempts, unique_key, timeout, owner, created_at,"
+			"         started_at, completed_at, last_heartbeat, lease_expires_at,"
+			"         worker, claimed_by, snoozes, error_type, last_error, result)"
+			"  SELECT d.id, d.queue, d.payload, 'completed', d.priority, d.run_at,"
+			"         d.attempt, d.max_attempts, d.unique_key, d.timeout, d.owner, d.created_at,"
+			"         d.started_at, pg_catalog.clock_timestamp(), d.last_heartbeat, NULL,"
+			"         d.worker, d.claimed_by, d.snoozes, d.error_type, d.last_error, $3"
+			"    FROM d)"
+			" INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
+			"        finished_at, outcome, worker)"
+			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at,"
+			"        pg_catalog.clock_timestamp(), 'completed', d.worker"
+			"   FROM d",
+			3, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	if (result != NULL)
+		values[2] = JsonbPGetDatum(result);
+	else
+		nulls[2] = 'n';
+	ret = SPI_execute_plan(plan_complete, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
+	return SPI_processed == 1;
+}
+
+/*
+ * The first half of a batched completion, inside the job's subtransaction
+ * (so it commits or rolls back with the handler's writes): the fenced
+ * removal from jobs_active.  The row is kept in acc (copied into cxt) for
+ * ClaimRecordCompleted.  False when the lease is no longer current.
+ */
+bool
+ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
+				   JobqCompletions *acc, MemoryContext cxt)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		row;
+	MemoryContext oldcxt;
+	int			ret;
+
+	Assert(acc->n < JOBQ_MAX_BATCH);
+	JobqKeptPlan(&plan_take_completed,
+				 "DELETE FROM jobq.jobs_active a"
+				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
+				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
+				 "   AND a.state OPERATOR(pg_catalog.=) 'running'"
+				 " RETURNING a",
+				 2, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	ret = SPI_execute_plan(plan_take_completed, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		return false;
+	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	oldcxt = MemoryContextSwitchTo(cxt);
+	acc->rows[acc->n] = datumCopy(row, false, -1);
+	acc->result_nulls[acc->n] = (result == NULL);
+	acc->results[acc->n] = result ? datumCopy(JsonbPGetDatum(result), false, -1) : (Datum) 0;
+	acc->finished[acc->n] = TimestampTzGetDatum(GetCurrentTimestamp());
+	acc->n++;
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/*
+ * The second half, once per batch in the outer transaction: the final rows
+ * and the attempt rows of every job taken, in one statement.  The columns
+ * written are those of ClaimComplete.
+ */
+void
+ClaimRecordCompleted(JobqCompletions *acc)
+{
+	Oid			argtypes[3];
+	Datum		values[3];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			ret;
+
+	if (acc->n == 0)
+		return;
+	if (!OidIsValid(jobs_active_array_type))
+	{
+		Oid			relid = get_relname_relid("jobs_active",
+											  get_namespace_oid(JOBQ_SCHEMA_NAME, false));
+
+		jobs_active_array_type = get_array_type(get_rel_type_id(relid));
+	}
+	argtypes[0] = jobs_active_array_type;
+	argtypes[1] = JSONBARRAYOID;
+	argtypes[2] = TIMESTAMPTZARRAYOID;
+	JobqKeptPlan(&plan_record_completed,
+				 "WITH r AS ("
+				 "  SELECT j.*, x.res, x.fin"
+				 "    FROM pg_catalog.unnest($1) WITH ORDINALITY AS j"
+				 "    JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+				 "         WITH ORDINALITY AS x(res, fin, n)"
+				 "      ON x.n OPERATOR(pg_catalog.=) j.ordinality),"
+				 " f AS ("
+				 "  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
+				 "         attempt, max_attempts, unique_key, timeout, owner, created_at,"
+				 "         started_at, completed_at, last_heartbeat, lease_expires_at,"
+				 "         worker, claimed_by, snoozes, error_type, last_error, result)"
+				 "  SELECT r.id, r.queue, r.payload, 'completed', r.priority, r.run_at,"
+				 "         r.attempt, r.max_attempts, r.unique_key, r.timeout, r.owner, r.created_at,"
+				 "         r.started_at, r.fin, r.last_heartbeat, NULL,"
+				 "         r.worker, r.claimed_by, r.snoozes, r.error_type, r.last_error, r.res"
+				 "    FROM r)"
+				 " INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
+				 "        finished_at, outcome, worker)"
+				 " SELECT r.id, r.attempt, r.queue, r.owner, r.started_at, r.fin, 'completed', r.worker"
+				 "   FROM r",
+				 3, argtypes);
+
+	dims[0] = acc->n;
+	values[0] = PointerGetDatum(construct_array(acc->rows, acc->n,
+												get_element_type(jobs_active_array_type),
+												-1, false, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_md_array(acc->results, acc->result_nulls,
+												   1, dims, lbs, JSONBOID, -1, false,
+												   TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(acc->finished, acc->n, TIMESTAMPTZOID,
+												8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_plan(plan_record_completed, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT || SPI_processed != (uint64) acc->n)
+		elog(ERROR, "jobq: recording %d completions failed: %s", acc->n,
+			 SPI_result_code_string(ret));
+	acc->n = 0;
+}
+
+PG_FUNCTION_INFO_V1(jobq_complete_lease);
+
+/*
+ * jobq._complete(id, attempt, result): ClaimComplete for SQL callers
+ * (jobq.complete of external workers).
+ */
+Datum
+jobq_complete_lease(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+	SPI_finish();
+	PG_RETURN_BOOL(done);
+}
+
+/*
+ * Record a failed attempt through the retry engine.  error_class NULL lets
+ * jobq.error_rules classify by SQLSTATE and message.  Returns the job's new
+ * state, or NULL when the lease was no longer current.
+ */
+char *
+ClaimFail(int64 id, int32 attempt, const char *message, const char *error_class,
+		  const char *sqlstate, const char *detail)
+{
+	Oid			argtypes[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	JobqKeptPlan(&plan_fail,
+			"SELECT jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6)",
+			6, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	values[2] = CStringGetTextDatum(message ? message : "");
+	if (error_class)
+		values[3] = CStringGetTextDatum(error_class);
+	else
+		nulls[3] = 'n';
+	if (sqlstate && sqlstate[0])
+		values[4] = CStringGetTextDatum(sqlstate);
+	else
+		nulls[4] = 'n';
+	if (detail)
+		values[5] = CStringGetTextDatum(detail);
+	else
+		nulls[5] = 'n';
+	ret = SPI_execute_plan(plan_fail, values, nulls, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: fail failed: %s", SPI_result_code_string(ret));
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* Back to pending without using the attempt (shutdown grace ran out). */
+bool
+ClaimRelease(int64 id, int32 attempt)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		d;
+	int			ret;
+
+	JobqKeptPlan(&plan_release, "SELECT jobq._release($1, $2)", 2, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	ret = SPI_execute_plan(plan_release, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: release failed: %s", SPI_result_code_string(ret));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * Recover jobs lost by fact: running jobs held by an executor token that no
+ * live executor holds.  Tokens at or above horizon were handed out after the
+ * caller looked at the slots, so they count as alive.  Then expired leases
+ * of external workers.  Returns the number of jobs recovered.
+ */
+int
+ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT8OID};
+	Datum		values[2];
+	Datum	   *elems;
+	ArrayType  *arr;
+	int			ret;
+	int			i;
+	int			recovered = 0;
+	bool		isnull;
+
+	JobqKeptPlan(&plan_recover,
+			"SELECT pg_catalog.count(jobq._fail(j.id, j.attempt,"
+			"         'the jobq executor running this job stopped (crash, kill or server restart)',"
+			"         'worker_lost', NULL))::pg_catalog.int4"
+			"  FROM jobq.jobs_active j"
+			" WHERE j.state OPERATOR(pg_catalog.=) 'running'"
+			"   AND j.claimed_by IS NOT NULL"
+			"   AND j.claimed_by OPERATOR(pg_catalog.<>) ALL ($1)"
+			"   AND j.claimed_by OPERATOR(pg_catalog.<) $2",
+			2, argtypes);
+
+	elems = palloc(sizeof(Datum) * Max(ntokens, 1));
+	for (i = 0; i < ntokens; i++)
+		elems[i] = Int64GetDatum(live_tokens[i]);
+	arr = construct_array(elems, ntokens, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	values[0] = PointerGetDatum(arr);
+	values[1] = Int64GetDatum(horizon);
+	ret = SPI_execute_plan(plan_recover, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "jobq: recovery failed: %s", SPI_result_code_string(ret));
+	recovered += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+
+	JobqKeptPlan(&plan_recover_leases,
+			"SELECT jobq._recover_lost(NULL)", 0, NULL);
+	ret = SPI_execute_plan(plan_recover_leases, NULL, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "jobq: lease recovery failed: %s", SPI_result_code_string(ret));
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			recovered += DatumGetInt32(d);
+	}
+	return recovered;
+}
+
+/*
+ * When the next pending job of a SQL queue becomes due (0 when none is
+ * waiting): an idle executor sleeps until then rather than a whole poll
+ * interval, so scheduled jobs and retries start on time.
+ */
+TimestampTz
+ClaimNextDue(void)
+{
+	bool		isnull;
+	Datum		d;
+	int			ret;
+
+	JobqKeptPlan(&plan_next_due,
+			"SELECT pg_catalog.min(j.run_at) FROM jobq.jobs_active j"
+			"  JOIN jobq.queues q ON q.name OPERATOR(pg_catalog.=) j.queue"
+			" WHERE j.state OPERATOR(pg_catalog.=) 'pending'"
+			"   AND q.kind OPERATOR(pg_catalog.=) 'sql' AND NOT q.paused",
+			0, NULL);
+	ret = SPI_execute_plan(plan_next_due, NULL, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: next-due query failed: %s", SPI_result_code_string(ret));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}

@@ -1,0 +1,74 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.h
+ *	  The executor's statements on jobq tables (claim.c).
+ *
+ * IDENTIFICATION
+ *	  src/claim.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBQ_CLAIM_H
+#define JOBQ_CLAIM_H
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+/* A SQL queue as the executor needs it (cache entry, see claim.c). */
+typedef struct JobqQueue
+{
+	char	   *name;
+	Oid			handler;		/* InvalidOid: handler dropped */
+	FmgrInfo	flinfo;
+	Oid			rettype;
+	int64		timeout_ms;
+	int64		warn_after_ms;
+	bool		limited;		/* concurrency or rate_limit set */
+	TimestampTz idle_until;		/* nothing due here: skip until then */
+} JobqQueue;
+
+/* A job this executor holds the lease of. */
+typedef struct JobqClaimedJob
+{
+	int64		id;
+	int32		attempt;
+	Oid			owner;
+	Jsonb	   *payload;
+	int64		timeout_ms;
+	JobqQueue  *queue;
+} JobqClaimedJob;
+
+/* Most jobs one claim (and one batch) takes. */
+#define JOBQ_MAX_BATCH 32
+
+/*
+ * Jobs of the current batch whose completion was taken inside their own
+ * subtransaction (ClaimTakeCompleted), to be recorded together before the
+ * batch commits (ClaimRecordCompleted).
+ */
+typedef struct JobqCompletions
+{
+	int			n;
+	Datum		rows[JOBQ_MAX_BATCH];	/* the deleted jobs_active rows */
+	Datum		results[JOBQ_MAX_BATCH];
+	bool		result_nulls[JOBQ_MAX_BATCH];
+	Datum		finished[JOBQ_MAX_BATCH];	/* when each handler returned */
+} JobqCompletions;
+
+extern void ClaimRefreshQueues(void);
+extern int	ClaimQueueCount(void);
+extern JobqQueue *ClaimQueue(int i);
+extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
+					  JobqClaimedJob *jobs);
+extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result);
+extern bool ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
+							   JobqCompletions *acc, MemoryContext cxt);
+extern void ClaimRecordCompleted(JobqCompletions *acc);
+extern char *ClaimFail(int64 id, int32 attempt, const char *message,
+					   const char *error_class, const char *sqlstate,
+					   const char *detail);
+extern bool ClaimRelease(int64 id, int32 attempt);
+extern TimestampTz ClaimNextDue(void);
+extern int	ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon);
+
+#endif							/* JOBQ_CLAIM_H */

@@ -1,0 +1,167 @@
+/*-------------------------------------------------------------------------
+ *
+ * ddl_guard.c
+ *	  Keeps jobq's executors out of the way of commands that need a database
+ *	  with nobody connected: DROP DATABASE, ALTER DATABASE ... RENAME and
+ *	  CREATE DATABASE ... TEMPLATE; and of DROP EXTENSION jobq.
+ *
+ * Executors stay connected to their database, so without this hook those
+ * commands would wait five seconds and fail with "database is being accessed
+ * by other users".  Before the command runs, the database is marked blocked
+ * (the launcher starts nothing there), its executors get SIGTERM (a running
+ * job gets jobq.shutdown_grace and goes back to pending), and we wait for
+ * them to leave.  The block is lifted when the transaction ends (commit or
+ * abort), not when the statement does: a dropped database then drops out of
+ * the registry at the launcher's next scan, anything else is probed again.
+ *
+ * IDENTIFICATION
+ *	  src/ddl_guard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include <signal.h>
+
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Is this DROP EXTENSION naming jobq? */
+static bool
+DropsJobq(Node *parsetree)
+{
+	DropStmt   *stmt;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, DropStmt))
+		return false;
+	stmt = (DropStmt *) parsetree;
+	if (stmt->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		Node	   *obj = (Node *) lfirst(lc);
+
+		if (IsA(obj, String) && strcmp(strVal(obj), JOBQ_EXTENSION_NAME) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The database a utility statement needs exclusive use of, if any.  DROP
+ * EXTENSION jobq counts too: the executors of this database would otherwise
+ * hold the job they run (and the tables it touches) against the drop.
+ */
+static Oid
+DatabaseNeedingExclusiveUse(Node *parsetree)
+{
+	if (DropsJobq(parsetree))
+		return MyDatabaseId;
+
+	if (IsA(parsetree, DropdbStmt))
+		return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+
+	if (IsA(parsetree, RenameStmt) &&
+		((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		return get_database_oid(((RenameStmt *) parsetree)->subname, true);
+
+	if (IsA(parsetree, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = (DefElem *) lfirst(lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				return get_database_oid(defGetString(opt), true);
+		}
+	}
+	return InvalidOid;
+}
+
+static bool
+ExecutorsRemain(Oid dboid)
+{
+	int			i;
+	bool		remain = false;
+
+	LWLockAcquire(jobq_shared->lock, LW_SHARED);
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+
+		if (slot->kind != JOBQ_WORKER_UNUSED && slot->dboid == dboid)
+		{
+			remain = true;
+			if (slot->pid != 0)
+				kill(slot->pid, SIGTERM);
+		}
+	}
+	LWLockRelease(jobq_shared->lock);
+	return remain;
+}
+
+/*
+ * Block the database and wait for its executors to leave: at most the
+ * shutdown grace plus a margin, after which the command runs anyway and
+ * reports the usual error if someone is still connected.
+ */
+static void
+StopExecutorsOf(Oid dboid)
+{
+	TimestampTz deadline;
+
+	JobqSetDatabaseBlocked(dboid, true);
+	JobqUnblockAtXactEnd(dboid);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   jobq_shutdown_grace_ms + 5000);
+	while (ExecutorsRemain(dboid) &&
+		   GetCurrentTimestamp() < deadline)
+	{
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	Oid			dboid = InvalidOid;
+
+	if (jobq_shared != NULL)
+		dboid = DatabaseNeedingExclusiveUse(pstmt->utilityStmt);
+
+	/* blocked until our transaction ends, whatever happens to it */
+	if (OidIsValid(dboid))
+		StopExecutorsOf(dboid);
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+JobqInstallUtilityHook(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = JobqProcessUtility;
+}

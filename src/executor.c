@@ -1,0 +1,766 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  A jobq executor: one background worker connected to one database that
+ *	  claims jobs, runs them and records the outcome.
+ *
+ * Life cycle: attach to the shared-memory slot the launcher reserved (slot
+ * index in bgw_main_arg, generation in bgw_extra), connect to the database
+ * as the bootstrap superuser, check that jobq is installed (a probe that
+ * finds it missing marks the database absent and exits 0), then loop.
+ *
+ * Shutdown: SIGTERM while no job runs behaves like die(); while a job runs
+ * it only sets a flag, and the job gets jobq.shutdown_grace to finish.
+ *
+ * IDENTIFICATION
+ *	  src/executor.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+#include "claim.h"
+#include "run_sql.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/*
+ * holding_jobs is true from just before a claim until every claimed job is
+ * recorded: a SIGTERM then only sets shutdown_requested, so claimed jobs are
+ * finished or released (never left to be recovered as lost, which would
+ * cost them an attempt).
+ */
+static volatile sig_atomic_t shutdown_requested = false;
+static volatile TimestampTz shutdown_requested_at = 0;
+static volatile sig_atomic_t holding_jobs = false;
+
+/* Batches: claim several jobs per transaction when jobs are quick. */
+#define MAX_BATCH JOBQ_MAX_BATCH
+#define QUEUE_REFRESH_MS 1000
+#define RECOVERY_INTERVAL_MS 2000
+
+static double avg_job_ms = 50.0;	/* moving average of handler time */
+static int	rr_next = 0;			/* round-robin start over queues */
+static TimestampTz queues_refreshed_at = 0;
+static TimestampTz recovered_at = 0;
+static TimestampTz next_due_at = 0;	/* earliest pending run_at seen */
+static char worker_name[64];
+static MemoryContext job_cxt = NULL;
+
+static JobqWorkerSlot *my_slot = NULL;
+static int	my_slot_index = -1;
+static bool clean_exit = false;
+
+static void
+ExecutorSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (!shutdown_requested)
+		shutdown_requested_at = GetCurrentTimestamp();
+	shutdown_requested = true;
+	if (!holding_jobs)
+		die(postgres_signal_arg);
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * before_shmem_exit: give the slot back.  An exit we did not choose (an
+ * ERROR/FATAL outside a job, not caused by a stop request) counts as a
+ * failure so the launcher backs off before starting the next executor here.
+ */
+static void
+ExecutorDetach(int code, Datum arg)
+{
+	JobqWorkerSlot *slot = &jobq_shared->slots[DatumGetInt32(arg)];
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		if (!clean_exit && !shutdown_requested)
+		{
+			JobqDatabase *db = JobqFindDatabase(slot->dboid, false);
+
+			if (db != NULL)
+				JobqNoteExecutorFailure(db);
+		}
+		slot->kind = JOBQ_WORKER_UNUSED;
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->state = JOBQ_STATE_STARTING;
+		slot->job_id = 0;
+		slot->generation++;
+	}
+	LWLockRelease(jobq_shared->lock);
+	JobqWakeLauncher();
+}
+
+static void
+SetSlotState(JobqWorkerState state)
+{
+	my_slot->state = state;
+	my_slot->since = GetCurrentTimestamp();
+}
+
+/* Exit 0: the postmaster will not restart us, the launcher decides. */
+static void
+ExitCleanly(void)
+{
+	clean_exit = true;
+	proc_exit(0);
+}
+
+/*
+ * Is the extension installed (and committed) in this database?
+ */
+static bool
+ExtensionInstalled(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid(JOBQ_EXTENSION_NAME, true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+/*
+ * The extension is not (or no longer) here.  Mark the database absent unless
+ * a CREATE EXTENSION committed since we looked (activations moved on).
+ */
+static void
+LeaveDatabase(uint32 activations_seen)
+{
+	JobqDatabase *db;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	db = JobqFindDatabase(MyDatabaseId, false);
+	if (db != NULL && db->activations == activations_seen &&
+		db->state != JOBQ_DB_BLOCKED)
+		db->state = JOBQ_DB_ABSENT;
+	LWLockRelease(jobq_shared->lock);
+	ExitCleanly();
+}
+
+static uint32
+CurrentActivations(void)
+{
+	JobqDatabase *db;
+	uint32		activations = 0;
+
+	LWLockAcquire(jobq_shared->lock, LW_SHARED);
+	db = JobqFindDatabase(MyDatabaseId, false);
+	if (db != NULL)
+		activations = db->activations;
+	LWLockRelease(jobq_shared->lock);
+	return activations;
+}
+
+/*
+ * How many jobs to claim at once: many when jobs are quick (one claim commit
+ * for many jobs), one when they are slow (a claimed job would otherwise wait
+ * behind a slow one while another executor idles).
+ */
+static int
+BatchSize(void)
+{
+	if (avg_job_ms < 2.0)
+		return MAX_BATCH;
+	if (avg_job_ms < 20.0)
+		return 4;
+	return 1;
+}
+
+/* Wake one other idle executor of this database: there is more work. */
+static void
+WakeAnotherExecutor(void)
+{
+	int			i;
+
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+		Latch	   *latch = slot->latch;
+
+		if (slot == my_slot || slot->kind != JOBQ_WORKER_EXECUTOR ||
+			slot->dboid != MyDatabaseId || slot->state != JOBQ_STATE_IDLE ||
+			latch == NULL)
+			continue;
+		SetLatch(latch);
+		return;
+	}
+}
+
+/*
+ * Recover jobs whose executor is gone: collect the live tokens of this
+ * database's executors.  next_token is read first, so an executor attaching
+ * meanwhile has a token at or above the horizon and counts as alive.
+ */
+static void
+RecoverLostJobs(void)
+{
+	int64	   *tokens = palloc(sizeof(int64) * jobq_shared->nslots);
+	int			ntokens = 0;
+	int64		horizon = (int64) pg_atomic_read_u64(&jobq_shared->next_token);
+	int			i;
+	int			recovered;
+
+	LWLockAcquire(jobq_shared->lock, LW_SHARED);
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+
+		if (slot->kind != JOBQ_WORKER_UNUSED && slot->dboid == MyDatabaseId &&
+			slot->pid != 0)
+			tokens[ntokens++] = slot->token;
+	}
+	LWLockRelease(jobq_shared->lock);
+
+	recovered = ClaimRecoverLost(tokens, ntokens, horizon);
+	if (recovered > 0)
+		ereport(LOG,
+				(errmsg("jobq recovered %d job(s) whose worker was lost", recovered)));
+}
+
+/* jobq's pg_extension OID here and the activation count, both at start. */
+static Oid	extension_oid = InvalidOid;
+static uint32 start_activations = 0;
+
+static void
+BeginJobTransaction(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+
+	/*
+	 * DROP EXTENSION locks the extension before any of its tables; taking
+	 * the extension first too means the two never lock in opposite orders
+	 * (a deadlock that would fail the user's DROP).
+	 */
+	if (OidIsValid(extension_oid) &&
+		!ConditionalLockDatabaseObject(ExtensionRelationId, extension_oid, 0,
+									   AccessShareLock))
+	{
+		/* a DROP EXTENSION holds it: wait, then see whether it committed */
+		LockDatabaseObject(ExtensionRelationId, extension_oid, 0, AccessShareLock);
+		if (get_extension_oid(JOBQ_EXTENSION_NAME, true) != extension_oid)
+		{
+			AbortCurrentTransaction();
+			LeaveDatabase(start_activations);
+		}
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+EndJobTransaction(bool commit)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	if (commit)
+		CommitTransactionCommand();
+	else
+		AbortCurrentTransaction();
+	pgstat_report_stat(false);
+}
+
+/* Completions taken in the current batch (NULL: complete at once). */
+static JobqCompletions *batch_completions = NULL;
+static MemoryContext completions_cxt = NULL;
+
+static bool
+CompleteJob(JobqSqlRun *run, void *arg)
+{
+	JobqClaimedJob *job = (JobqClaimedJob *) arg;
+
+	if (batch_completions != NULL)
+		return ClaimTakeCompleted(job->id, job->attempt, run->result,
+								  batch_completions, completions_cxt);
+	return ClaimComplete(job->id, job->attempt, run->result);
+}
+
+/*
+ * Run one claimed job inside the current transaction: the handler and its
+ * completion in one subtransaction (both or neither), or, when it failed,
+ * the failure recorded through the retry engine.
+ */
+static void
+RunJobInTransaction(JobqClaimedJob *job)
+{
+	JobqSqlRun	run;
+	MemoryContext oldcxt = MemoryContextSwitchTo(job_cxt);
+	char		activity[NAMEDATALEN * 2 + 64];
+	TimestampTz started = GetCurrentTimestamp();
+
+	snprintf(activity, sizeof(activity), "jobq: job %lld of queue %s, attempt %d",
+			 (long long) job->id, job->queue->name, job->attempt);
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	my_slot->job_started_at = started;
+	my_slot->warn_after_ms = job->queue->warn_after_ms;
+	my_slot->warned_slow = false;
+	my_slot->job_id = job->id;
+	SetSlotState(JOBQ_STATE_RUNNING);
+
+	memset(&run, 0, sizeof(run));
+	run.job_id = job->id;
+	run.owner = job->owner;
+	run.handler = job->queue->handler;
+	run.flinfo = &job->queue->flinfo;
+	run.rettype = job->queue->rettype;
+	run.payload = job->payload;
+	run.timeout_ms = job->timeout_ms;
+	run.on_success = CompleteJob;
+	run.on_success_arg = job;
+	RunSqlHandler(&run);
+
+	if (run.ok || run.fenced)
+		;						/* recorded, or not ours to record */
+	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
+		(void) ClaimRelease(job->id, job->attempt);
+	else
+		(void) ClaimFail(job->id, job->attempt, run.message, run.error_class,
+						 run.sqlstate, run.detail);
+
+	avg_job_ms = avg_job_ms * 0.8 +
+		0.2 * ((double) (GetCurrentTimestamp() - started) / 1000.0);
+	my_slot->job_id = 0;
+	my_slot->jobs_done++;
+	if (!run.ok && run.message != NULL)
+		strlcpy(my_slot->last_error, run.message, sizeof(my_slot->last_error));
+	SetSlotState(JOBQ_STATE_IDLE);
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(job_cxt);
+}
+
+/*
+ * Claim up to want jobs over the SQL queues, round robin, in the current
+ * transaction, into jobs[] (allocated in cxt).
+ */
+static int
+ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
+{
+	int			nclaimed = 0;
+	int			nqueues;
+	int			k;
+
+	for (;;)
+	{
+		bool		refreshed = false;
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (TimestampDifferenceExceeds(queues_refreshed_at, now, QUEUE_REFRESH_MS))
+		{
+			ClaimRefreshQueues();
+			queues_refreshed_at = now;
+			refreshed = true;
+		}
+		nqueues = ClaimQueueCount();
+		for (k = 0; k < nqueues && nclaimed < want; k++)
+		{
+			JobqQueue  *q = ClaimQueue((rr_next + k) % nqueues);
+			MemoryContext spicxt = MemoryContextSwitchTo(cxt);
+
+			nclaimed += ClaimJobs(q, want - nclaimed, my_slot->token,
+								  worker_name, &jobs[nclaimed]);
+			MemoryContextSwitchTo(spicxt);
+		}
+
+		/*
+		 * Nothing, with a cached queue list: the job we were woken for may
+		 * be in a queue created since.  Look once more with a fresh list.
+		 */
+		if (nclaimed > 0 || refreshed)
+			break;
+		queues_refreshed_at = 0;
+	}
+	if (nqueues > 0)
+		rr_next = (rr_next + 1) % nqueues;
+
+	/* after the claim: a woken executor's first job should not wait for it */
+	if (TimestampDifferenceExceeds(recovered_at, GetCurrentTimestamp(),
+								   RECOVERY_INTERVAL_MS))
+	{
+		RecoverLostJobs();
+		recovered_at = GetCurrentTimestamp();
+	}
+	return nclaimed;
+}
+
+/*
+ * The batch's transaction could not commit (e.g. a deferred constraint of
+ * a handler): everything in it rolled back, the jobs are still ours and
+ * running.  Run them again one per transaction; a job whose own commit
+ * fails gets that error recorded as its failure.
+ */
+/*
+ * Commit the current transaction; on failure roll it back and return the
+ * error, else NULL.  The copy lives in TopMemoryContext (the caller frees
+ * it): the context current before the commit was SPI's, gone by then.
+ */
+static ErrorData *
+TryCommit(void)
+{
+	MemoryContext cxt = TopMemoryContext;
+	ErrorData  *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		EndJobTransaction(true);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+static void
+RunJobsAlone(JobqClaimedJob *jobs, int njobs)
+{
+	int			i;
+
+	for (i = 0; i < njobs; i++)
+	{
+		ErrorData  *edata;
+
+		if (shutdown_requested)
+		{
+			BeginJobTransaction();
+			for (; i < njobs; i++)
+				(void) ClaimRelease(jobs[i].id, jobs[i].attempt);
+			EndJobTransaction(true);
+			return;
+		}
+		BeginJobTransaction();
+		RunJobInTransaction(&jobs[i]);
+		edata = TryCommit();
+		if (edata != NULL)
+		{
+			BeginJobTransaction();
+			(void) ClaimFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
+							 unpack_sql_state(edata->sqlerrcode), edata->detail);
+			EndJobTransaction(true);
+			FreeErrorData(edata);
+		}
+	}
+}
+
+/*
+ * Run a batch of claimed jobs in one transaction (several jobs share one
+ * commit: each in its own subtransaction, so a failure touches only its
+ * job), stopping early when the batch has taken BATCH_MAX_MS.  Unless
+ * stopping, the next batch is claimed in the same transaction, so one
+ * commit records this batch's outcomes and makes the next claims durable.
+ * Returns how many jobs it ran; *nnext gets the count of next[].
+ */
+#define BATCH_MAX_MS 20
+
+static int
+RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
+		 MemoryContext next_cxt)
+{
+	TimestampTz batch_start = GetCurrentTimestamp();
+	JobqCompletions completions;
+	ErrorData  *edata;
+	int			ran = 0;
+
+	*nnext = 0;
+	if (completions_cxt == NULL)
+		completions_cxt = AllocSetContextCreate(TopMemoryContext, "jobq completions",
+												ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(completions_cxt);
+	completions.n = 0;
+	batch_completions = &completions;
+
+	BeginJobTransaction();
+	while (ran < njobs)
+	{
+		if (shutdown_requested)
+		{
+			for (; ran < njobs; ran++)
+				(void) ClaimRelease(jobs[ran].id, jobs[ran].attempt);
+			break;
+		}
+		if (ran > 0 && TimestampDifferenceExceeds(batch_start, GetCurrentTimestamp(),
+												  BATCH_MAX_MS))
+			break;
+		RunJobInTransaction(&jobs[ran++]);
+	}
+	batch_completions = NULL;
+	ClaimRecordCompleted(&completions);
+	if (ran == njobs && !shutdown_requested)
+	{
+		MemoryContextReset(next_cxt);
+		*nnext = ClaimRound(next, BatchSize(), next_cxt);
+	}
+
+	edata = TryCommit();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (edata != NULL)
+	{
+		ereport(LOG,
+				(errmsg("jobq: a batch of %d job(s) could not commit, running them one by one: %s",
+						ran, edata->message)));
+		FreeErrorData(edata);
+		*nnext = 0;				/* the next claims rolled back too */
+		RunJobsAlone(jobs, ran);
+	}
+	return ran;
+}
+
+/*
+ * Claim and run until nothing is due.  Returns the number of jobs run.
+ * (A DROP EXTENSION meanwhile makes a claim fail; the main loop's error
+ * handling then finds the extension gone and leaves cleanly.)
+ */
+static int
+ProcessJobs(void)
+{
+	static JobqClaimedJob buffers[2][MAX_BATCH];
+	static MemoryContext cxts[2] = {NULL, NULL};
+	int			cur = 0;
+	int			njobs;
+	int			total = 0;
+
+	if (cxts[0] == NULL)
+	{
+		cxts[0] = AllocSetContextCreate(TopMemoryContext, "jobq batch A",
+										ALLOCSET_DEFAULT_SIZES);
+		cxts[1] = AllocSetContextCreate(TopMemoryContext, "jobq batch B",
+										ALLOCSET_DEFAULT_SIZES);
+	}
+
+	holding_jobs = true;
+	BeginJobTransaction();
+	MemoryContextReset(cxts[cur]);
+	njobs = ClaimRound(buffers[cur], BatchSize(), cxts[cur]);
+	if (njobs == 0)
+		next_due_at = ClaimNextDue();
+	EndJobTransaction(true);
+
+	while (njobs > 0)
+	{
+		int			nnext;
+		int			ran;
+
+		if (njobs == MAX_BATCH)
+			WakeAnotherExecutor();
+		MemoryContextSwitchTo(cxts[cur]);
+		ran = RunBatch(buffers[cur], njobs, buffers[1 - cur], &nnext, cxts[1 - cur]);
+		total += ran;
+		if (ran < njobs)
+		{
+			/* stopped early: the rest stay in this buffer */
+			memmove(buffers[cur], buffers[cur] + ran,
+					sizeof(JobqClaimedJob) * (njobs - ran));
+			njobs -= ran;
+			continue;
+		}
+		cur = 1 - cur;
+		njobs = nnext;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+	holding_jobs = false;
+	return total;
+}
+
+/* Sleep until the next scheduled job is due, at most a poll interval. */
+static long
+IdleTimeoutMs(void)
+{
+	long		timeout = jobq_poll_interval_ms;
+
+	if (next_due_at != 0)
+	{
+		long		until = (long) ((next_due_at - GetCurrentTimestamp()) / 1000) + 1;
+
+		timeout = Max(Min(timeout, until), 1);
+	}
+	return timeout;
+}
+
+static void
+ExecutorLoop(uint32 activations) pg_attribute_noreturn();
+
+static void
+ExecutorLoop(uint32 activations)
+{
+	MemoryContext loop_cxt = AllocSetContextCreate(TopMemoryContext,
+												   "jobq executor loop",
+												   ALLOCSET_DEFAULT_SIZES);
+
+	bool		busy = false;
+
+	for (;;)
+	{
+		int			handled = 0;
+
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+
+		CHECK_FOR_INTERRUPTS();
+		if (shutdown_requested)
+			ExitCleanly();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * Go idle before looking for work: a submit committing after this
+		 * point finds us idle and sets our latch, one committing before it is
+		 * seen by the claim.  Either way no wake-up is lost.
+		 */
+		SetSlotState(JOBQ_STATE_IDLE);
+
+		/* DROP EXTENSION: checked between bursts, not per round */
+		if (!busy && !ExtensionInstalled())
+			LeaveDatabase(activations);
+
+		PG_TRY();
+		{
+			handled = ProcessJobs();
+		}
+		PG_CATCH();
+		{
+			/*
+			 * Not a job's error (those never leave run_sql.c): a DROP
+			 * EXTENSION under our feet is a clean exit; anything else exits
+			 * 1, the launcher backs off, and the jobs we held are recovered
+			 * by the token check.
+			 */
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			if (!ExtensionInstalled())
+				LeaveDatabase(activations);
+			proc_exit(1);
+		}
+		PG_END_TRY();
+		busy = handled > 0;
+		if (busy)
+			continue;
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 IdleTimeoutMs(), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+void
+jobq_executor_main(Datum main_arg)
+{
+	int			idx = DatumGetInt32(main_arg);
+	uint32		generation;
+	Oid			dboid;
+	uint32		activations;
+
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, ExecutorSigterm);
+	BackgroundWorkerUnblockSignals();
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	my_slot = &jobq_shared->slots[idx];
+	if (my_slot->kind == JOBQ_WORKER_UNUSED ||
+		my_slot->generation != generation || my_slot->pid != 0)
+	{
+		/* our reservation was reclaimed by a restarted launcher */
+		LWLockRelease(jobq_shared->lock);
+		proc_exit(0);
+	}
+	{
+		JobqDatabase *db = JobqFindDatabase(my_slot->dboid, false);
+
+		/* DROP/RENAME DATABASE in progress (ddl_guard.c): stay away */
+		if (db != NULL && db->state == JOBQ_DB_BLOCKED)
+		{
+			my_slot->kind = JOBQ_WORKER_UNUSED;
+			my_slot->generation++;
+			LWLockRelease(jobq_shared->lock);
+			proc_exit(0);
+		}
+	}
+	my_slot->pid = MyProcPid;
+	my_slot->latch = &MyProc->procLatch;
+	my_slot->token = (int64) pg_atomic_fetch_add_u64(&jobq_shared->next_token, 1);
+	dboid = my_slot->dboid;
+	LWLockRelease(jobq_shared->lock);
+	my_slot_index = idx;
+	before_shmem_exit(ExecutorDetach, Int32GetDatum(idx));
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("jobq executor");
+
+	activations = CurrentActivations();
+	start_activations = activations;
+	if (!ExtensionInstalled())
+		LeaveDatabase(activations);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	extension_oid = get_extension_oid(JOBQ_EXTENSION_NAME, true);
+	CommitTransactionCommand();
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	{
+		JobqDatabase *db = JobqFindDatabase(MyDatabaseId, false);
+
+		if (db != NULL && db->state != JOBQ_DB_BLOCKED)
+			db->state = JOBQ_DB_ACTIVE;
+	}
+	my_slot->kind = JOBQ_WORKER_EXECUTOR;
+	LWLockRelease(jobq_shared->lock);
+	JobqWakeLauncher();
+
+	snprintf(worker_name, sizeof(worker_name), "jobq executor %d", MyProcPid);
+	job_cxt = AllocSetContextCreate(TopMemoryContext, "jobq job",
+									ALLOCSET_DEFAULT_SIZES);
+	RunSqlInit(my_slot, &shutdown_requested, &shutdown_requested_at);
+
+	/*
+	 * Settings a DBA may have set globally that would break the executor
+	 * (autovacuum does the same): jobq arms its own per-job timeout.
+	 */
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_SESSION);
+
+	activations = CurrentActivations();
+	ExecutorLoop(activations);
+}

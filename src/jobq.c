@@ -1,0 +1,148 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobq.c
+ *	  Module entry point: refuses to load outside shared_preload_libraries,
+ *	  defines the jobq.* settings, installs the hooks and registers the
+ *	  launcher background worker.
+ *
+ * Every setting a worker loop re-reads is PGC_SIGHUP; only what sizes shared
+ * memory is PGC_POSTMASTER.  None is USERSET: they describe the server's
+ * workers, not a session (pg_net fixed exactly this in 4c044be).
+ *
+ * IDENTIFICATION
+ *	  src/jobq.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+char	   *jobq_database = NULL;
+int			jobq_workers = 2;
+int			jobq_max_total_workers = 16;
+int			jobq_poll_interval_ms = 5000;
+int			jobq_shutdown_grace_ms = 10000;
+int			jobq_cleanup_interval_ms = 60000;
+int			jobq_alert_interval_ms = 30000;
+char	   *jobq_http_allowed_hosts = NULL;
+bool		jobq_allow_superuser_jobs = true;
+
+void		_PG_init(void);
+
+static void
+DefineSettings(void)
+{
+	DefineCustomStringVariable("jobq.database",
+							   "Databases jobq runs jobs in.",
+							   "Comma-separated database names.  Empty (the default) means every database where the extension is created.",
+							   &jobq_database,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.workers",
+							"Executor processes per database with jobq.",
+							"Each executor is a background worker: keep max_worker_processes above the total.",
+							&jobq_workers,
+							2, 0, JOBQ_MAX_WORKERS_PER_DB,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.max_total_workers",
+							"Maximum executor processes over all databases.",
+							"Sizes shared memory; each executor also needs a max_worker_processes slot.",
+							&jobq_max_total_workers,
+							16, 1, JOBQ_MAX_DATABASES * 4,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.poll_interval",
+							"How often an idle executor looks for work without being woken.",
+							"Submits wake executors at commit; polling only covers lost wake-ups and prepared transactions.",
+							&jobq_poll_interval_ms,
+							5000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.shutdown_grace",
+							"Time a running job gets to finish when its executor is asked to stop.",
+							"After it the job is interrupted and returned to pending without using an attempt.",
+							&jobq_shutdown_grace_ms,
+							10000, 0, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.cleanup_interval",
+							"How often final jobs past their queue's retention are removed.",
+							NULL,
+							&jobq_cleanup_interval_ms,
+							60000, 1000, 7 * 24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.alert_interval",
+							"How often alert rules are evaluated.",
+							NULL,
+							&jobq_alert_interval_ms,
+							30000, 1000, 24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobq.http_allowed_hosts",
+							   "Hosts HTTP jobs and webhooks may reach.",
+							   "Comma-separated host names or patterns with a leading *. ; '*' allows every host.",
+							   &jobq_http_allowed_hosts,
+							   "*",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("jobq.allow_superuser_jobs",
+							 "Whether jobs owned by a superuser may run.",
+							 "When off, a job whose owner is a superuser at run time fails with class permanent.",
+							 &jobq_allow_superuser_jobs,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("jobq");
+}
+
+/*
+ * _PG_init runs once in the postmaster (shared_preload_libraries).  Loading
+ * jobq any other way would give SQL functions with no workers behind them and
+ * no shared memory, so it is an error rather than a silent half-install.
+ */
+void
+_PG_init(void)
+{
+	/* pg_upgrade starts the server with our library; run nothing there. */
+	if (IsBinaryUpgrade)
+		return;
+
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("jobq must be loaded via shared_preload_libraries"),
+				 errdetail("jobq runs jobs in background workers and needs shared memory, both set up at server start."),
+				 errhint("Add jobq to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	DefineSettings();
+	JobqShmemInstallHooks();
+	JobqRegisterXactCallback();
+	JobqInstallUtilityHook();
+	JobqRegisterLauncher();
+}

@@ -1,0 +1,161 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobq.h
+ *	  Declarations shared by the jobq modules: settings, the shared-memory
+ *	  layout and the functions one module offers another.
+ *
+ * IDENTIFICATION
+ *	  src/jobq.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBQ_H
+#define JOBQ_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#define JOBQ_EXTENSION_NAME "jobq"
+#define JOBQ_SCHEMA_NAME "jobq"
+
+/* Hard caps that size shared memory; the settings are bounded by them. */
+#define JOBQ_MAX_DATABASES 64
+#define JOBQ_MAX_WORKERS_PER_DB 64
+
+/* ---- settings (jobq.c) ---- */
+extern char *jobq_database;			/* jobq.database: restrict to these DBs */
+extern int	jobq_workers;			/* jobq.workers: executors per database */
+extern int	jobq_max_total_workers; /* jobq.max_total_workers: slot count */
+extern int	jobq_poll_interval_ms;	/* jobq.poll_interval */
+extern int	jobq_shutdown_grace_ms; /* jobq.shutdown_grace */
+extern int	jobq_cleanup_interval_ms;	/* jobq.cleanup_interval */
+extern int	jobq_alert_interval_ms; /* jobq.alert_interval */
+extern char *jobq_http_allowed_hosts;	/* jobq.http_allowed_hosts */
+extern bool jobq_allow_superuser_jobs;	/* jobq.allow_superuser_jobs */
+
+/* ---- shared memory (shmem.c) ---- */
+
+typedef enum JobqWorkerKind
+{
+	JOBQ_WORKER_UNUSED = 0,
+	JOBQ_WORKER_EXECUTOR,
+	JOBQ_WORKER_PROBE			/* an executor started only to look for jobq */
+} JobqWorkerKind;
+
+typedef enum JobqWorkerState
+{
+	JOBQ_STATE_STARTING = 0,
+	JOBQ_STATE_IDLE,			/* waiting on its latch; may be woken */
+	JOBQ_STATE_CLAIMING,
+	JOBQ_STATE_RUNNING,			/* running job_id */
+	JOBQ_STATE_STOPPING
+} JobqWorkerState;
+
+/*
+ * One executor.  The launcher reserves a slot (kind, dboid, generation) before
+ * registering the background worker and passes the slot index in bgw_main_arg;
+ * the executor fills in pid/proc and the live fields.  Fields written by the
+ * executor alone (state, job_id, since, jobs_done, last_error) are read without
+ * the lock by the monitoring view: a torn read there is harmless.
+ *
+ * token identifies this executor incarnation in jobq.jobs.claimed_by; it is
+ * unique across server restarts, so a running job whose token is not held by a
+ * live slot was lost by fact.
+ *
+ * cancel_job_id is set by jobq.cancel() in another backend; the executor's
+ * periodic tick compares it with job_id and interrupts the handler.
+ */
+typedef struct JobqWorkerSlot
+{
+	JobqWorkerKind kind;
+	Oid			dboid;
+	uint32		generation;		/* bumped on every reuse of the slot */
+	TimestampTz reserved_at;	/* when the launcher took the slot */
+	int			pid;			/* 0 until attached */
+	Latch	   *latch;			/* &MyProc->procLatch once attached */
+	int64		token;
+	JobqWorkerState state;
+	int64		job_id;			/* job being run, 0 when none */
+	TimestampTz since;			/* when state last changed */
+	TimestampTz job_started_at;
+	int64		warn_after_ms;	/* slow threshold of the running job */
+	bool		warned_slow;	/* launcher logged it already */
+	uint64		jobs_done;
+	pg_atomic_uint64 cancel_job_id;
+	char		last_error[128];
+} JobqWorkerSlot;
+
+typedef enum JobqDatabaseState
+{
+	JOBQ_DB_UNKNOWN = 0,		/* not probed yet */
+	JOBQ_DB_ACTIVE,				/* jobq installed: run executors */
+	JOBQ_DB_ABSENT,				/* probed, no jobq: costs nothing */
+	JOBQ_DB_BLOCKED				/* DROP/RENAME DATABASE in progress */
+} JobqDatabaseState;
+
+/*
+ * One database the launcher knows about.  Entries are added by the launcher's
+ * scan of pg_database and by jobq._activate_database() (CREATE EXTENSION).
+ */
+typedef struct JobqDatabase
+{
+	Oid			dboid;
+	JobqDatabaseState state;
+	uint32		activations;	/* bumped by each CREATE EXTENSION commit */
+	TimestampTz blocked_until;	/* JOBQ_DB_BLOCKED expires (failed DROP) */
+	bool		seen;			/* launcher's pg_database scan mark */
+	int			consecutive_failures;	/* executor crashes, for backoff */
+	TimestampTz next_start_at;	/* backoff: no executor start before this */
+} JobqDatabase;
+
+/*
+ * The one shared struct.  lock protects slots[] bookkeeping fields (kind,
+ * dboid, generation, pid, latch, token) and databases[].
+ */
+typedef struct JobqShared
+{
+	LWLock	   *lock;
+	int			launcher_pid;
+	Latch	   *launcher_latch;
+	pg_atomic_uint64 next_token;
+	pg_atomic_uint32 launcher_wake_pending;
+	int			nslots;
+	JobqDatabase databases[JOBQ_MAX_DATABASES];
+	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} JobqShared;
+
+extern JobqShared *jobq_shared;
+
+extern void JobqShmemInstallHooks(void);
+extern void JobqWakeAtCommit(void);
+extern void JobqActivateAtCommit(void);
+extern void JobqCancelAtCommit(int64 job_id);
+extern void JobqSetDatabaseBlocked(Oid dboid, bool blocked);
+extern void JobqUnblockAtXactEnd(Oid dboid);
+extern void JobqWakeLauncher(void);
+extern void JobqRegisterXactCallback(void);
+extern JobqDatabase *JobqFindDatabase(Oid dboid, bool create);
+extern JobqWorkerSlot *JobqFindSlotRunningJob(Oid dboid, int64 job_id);
+extern void JobqNoteExecutorFailure(JobqDatabase *db);
+
+/* ---- launcher.c / executor.c ---- */
+extern PGDLLEXPORT void jobq_launcher_main(Datum arg) pg_attribute_noreturn();
+extern PGDLLEXPORT void jobq_executor_main(Datum arg) pg_attribute_noreturn();
+extern void JobqRegisterLauncher(void);
+
+/* ---- ddl_guard.c ---- */
+extern void JobqInstallUtilityHook(void);
+
+/* ---- claim.c ---- */
+struct _SPI_plan;
+extern struct _SPI_plan *JobqKeptPlan(struct _SPI_plan **plan, const char *sql,
+									  int nargs, Oid *argtypes);
+
+/* ---- caller.c ---- */
+extern Oid	JobqExtensionOwner(void);
+
+#endif							/* JOBQ_H */

@@ -1,0 +1,113 @@
+/*-------------------------------------------------------------------------
+ *
+ * monitor.c
+ *	  SQL-callable views of jobq's shared memory: jobq._workers(), behind the
+ *	  jobq.workers view.
+ *
+ * Reads the slots without the lock, field by field: a monitoring row may
+ * mix two instants of a busy executor, never anything worse, and a query on
+ * the view never waits behind the launcher.
+ *
+ * IDENTIFICATION
+ *	  src/monitor.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include "access/htup_details.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(jobq_worker_slots);
+
+static const char *
+StateName(JobqWorkerState state)
+{
+	switch (state)
+	{
+		case JOBQ_STATE_STARTING:
+			return "starting";
+		case JOBQ_STATE_IDLE:
+			return "idle";
+		case JOBQ_STATE_CLAIMING:
+			return "claiming";
+		case JOBQ_STATE_RUNNING:
+			return "running";
+		case JOBQ_STATE_STOPPING:
+			return "stopping";
+	}
+	return "unknown";
+}
+
+/*
+ * jobq._workers(): one row for the launcher and one per executor slot in
+ * use, all databases (pid, database, kind, state, job_id, since, jobs_done,
+ * last_error).
+ */
+Datum
+jobq_worker_slots(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (jobq_shared == NULL)
+		return (Datum) 0;
+
+	if (jobq_shared->launcher_pid != 0)
+	{
+		Datum		values[8];
+		bool		nulls[8];
+
+		memset(nulls, true, sizeof(nulls));
+		values[0] = Int32GetDatum(jobq_shared->launcher_pid);
+		nulls[0] = false;
+		values[2] = CStringGetTextDatum("launcher");
+		nulls[2] = false;
+		values[3] = CStringGetTextDatum("supervising");
+		nulls[3] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+		Datum		values[8];
+		bool		nulls[8];
+		int			pid = slot->pid;
+		JobqWorkerKind kind = slot->kind;
+		Oid			dboid = slot->dboid;
+		int64		job_id = slot->job_id;
+		char	   *dbname;
+		char		last_error[sizeof(slot->last_error)];
+
+		if (kind == JOBQ_WORKER_UNUSED)
+			continue;
+		memset(nulls, false, sizeof(nulls));
+		values[0] = Int32GetDatum(pid);
+		nulls[0] = (pid == 0);
+		dbname = get_database_name(dboid);
+		if (dbname != NULL)
+			values[1] = CStringGetTextDatum(dbname);
+		else
+			nulls[1] = true;
+		values[2] = CStringGetTextDatum(kind == JOBQ_WORKER_PROBE ? "probe" : "executor");
+		values[3] = CStringGetTextDatum(StateName(slot->state));
+		values[4] = Int64GetDatum(job_id);
+		nulls[4] = (job_id == 0);
+		values[5] = TimestampTzGetDatum(slot->since);
+		nulls[5] = (slot->since == 0);
+		values[6] = Int64GetDatum((int64) slot->jobs_done);
+		memcpy(last_error, slot->last_error, sizeof(last_error));
+		last_error[sizeof(last_error) - 1] = '\0';
+		values[7] = CStringGetTextDatum(last_error);
+		nulls[7] = (last_error[0] == '\0');
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,317 @@
+/*-------------------------------------------------------------------------
+ *
+ * run_sql.c
+ *	  Run one SQL handler call: as the job's owner, with a safe search_path,
+ *	  inside a subtransaction, under a timer armed for the attempt's timeout,
+ *	  turning any error into data instead of killing the executor.
+ *
+ * The caller has a transaction open with an active snapshot.  On success the
+ * handler's writes stay in that transaction, to commit together with the
+ * job's completion; on error the subtransaction is rolled back, so a failed
+ * attempt leaves no writes behind (the caller then records the failure in
+ * the same outer transaction).
+ *
+ * Why a timer and not just the statement_timeout setting: the timer is armed
+ * by the client protocol path (start_xact_command), which SPI and direct
+ * function calls never go through.  We arm STATEMENT_TIMEOUT ourselves, so
+ * the error is the ordinary 57014 "canceling statement due to statement
+ * timeout".
+ *
+ * Cancellation and the shutdown grace use a second, periodic timer (the
+ * "tick", every 100 ms while a handler runs).  Its handler runs in signal
+ * context: it only compares flags and raises a query cancel, which the
+ * handler's next CHECK_FOR_INTERRUPTS() turns into an ERROR we catch.  A job
+ * id posted by jobq.cancel() is compared with the running job's id, so a
+ * request that arrives late never interrupts the next job.
+ *
+ * Role switch: SetUserIdAndSecContext inside the subtransaction, so an error
+ * restores the executor's identity by itself (AbortSubTransaction restores
+ * the user id saved at subtransaction start); the role is checked at run time
+ * because it may have been dropped, lost EXECUTE, or become superuser since
+ * the job was submitted.
+ *
+ * IDENTIFICATION
+ *	  src/run_sql.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+#include "run_sql.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#define TICK_MS 100
+
+/* search_path for handlers: builtins cannot be shadowed; the owner's schema and public follow. */
+#define JOBQ_HANDLER_SEARCH_PATH "pg_catalog, \"$user\", public"
+
+static TimeoutId tick_timeout = MAX_TIMEOUTS;
+
+/* Read by the tick in signal context. */
+static volatile int64 running_job_id = 0;
+static volatile sig_atomic_t interrupt_reason = JOBQ_INTERRUPT_NONE;
+static volatile sig_atomic_t *shutdown_flag = NULL;
+static volatile TimestampTz *shutdown_at = NULL;
+static JobqWorkerSlot *tick_slot = NULL;
+
+/*
+ * Signal context: decide whether the running handler must stop.
+ */
+static void
+TickHandler(void)
+{
+	int64		job_id = running_job_id;
+
+	if (job_id == 0 || interrupt_reason != JOBQ_INTERRUPT_NONE)
+		return;
+
+	if (tick_slot != NULL &&
+		(int64) pg_atomic_read_u64(&tick_slot->cancel_job_id) == job_id)
+		interrupt_reason = JOBQ_INTERRUPT_CANCEL;
+	else if (shutdown_flag != NULL && *shutdown_flag &&
+			 GetCurrentTimestamp() >=
+			 TimestampTzPlusMilliseconds(*shutdown_at, jobq_shutdown_grace_ms))
+		interrupt_reason = JOBQ_INTERRUPT_SHUTDOWN;
+	else
+		return;
+
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+void
+RunSqlInit(JobqWorkerSlot *slot, volatile sig_atomic_t *shutdown_requested,
+		   volatile TimestampTz *shutdown_requested_at)
+{
+	tick_slot = slot;
+	shutdown_flag = shutdown_requested;
+	shutdown_at = shutdown_requested_at;
+	tick_timeout = RegisterTimeout(USER_TIMEOUT, TickHandler);
+}
+
+/*
+ * Check, before switching, that the owner may run this handler now.  Returns
+ * NULL when fine, else a message (and *error_class).
+ */
+static char *
+CheckOwner(Oid owner, Oid handler, const char **error_class)
+{
+	HeapTuple	tup;
+	bool		superuser;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	if (!HeapTupleIsValid(tup))
+	{
+		*error_class = "permanent";
+		return psprintf("the job's owner role (oid %u) no longer exists", owner);
+	}
+	superuser = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper;
+	ReleaseSysCache(tup);
+
+	if (superuser && !jobq_allow_superuser_jobs)
+	{
+		*error_class = "permanent";
+		return psprintf("jobs owned by superuser \"%s\" may not run: jobq.allow_superuser_jobs is off",
+						GetUserNameFromId(owner, false));
+	}
+	if (!OidIsValid(handler))
+	{
+		*error_class = "permanent";
+		return pstrdup("the queue's handler function no longer exists");
+	}
+	if (pg_proc_aclcheck(handler, owner, ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		*error_class = "permanent";
+		return psprintf("role \"%s\" may not execute the handler %s",
+						GetUserNameFromId(owner, false),
+						format_procedure(handler));
+	}
+	return NULL;
+}
+
+/*
+ * Turn the handler's return value into the job's result, in the caller's
+ * memory context.  jsonb as is, json parsed, void nothing, anything else its
+ * text form as a JSON string.
+ */
+static Jsonb *
+ResultToJsonb(Datum value, bool isnull, Oid rettype)
+{
+	char	   *str;
+
+	if (isnull || rettype == VOIDOID)
+		return NULL;
+	if (rettype == JSONBOID)
+		return DatumGetJsonbPCopy(value);
+	if (rettype == JSONOID)
+		str = TextDatumGetCString(value);
+	else
+	{
+		Oid			outfunc;
+		bool		isvarlena;
+		StringInfoData buf;
+
+		getTypeOutputInfo(rettype, &outfunc, &isvarlena);
+		initStringInfo(&buf);
+		escape_json(&buf, OidOutputFunctionCall(outfunc, value));
+		str = buf.data;
+	}
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+}
+
+void
+RunSqlHandler(JobqSqlRun *run)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	TimestampTz started = GetCurrentTimestamp();
+	const char *owner_class = NULL;
+	char	   *owner_problem;
+
+	run->ok = false;
+	run->fenced = false;
+	run->result = NULL;
+	run->error_class = NULL;
+	run->sqlstate[0] = '\0';
+	run->message = NULL;
+	run->detail = NULL;
+	run->interrupt = JOBQ_INTERRUPT_NONE;
+
+	owner_problem = CheckOwner(run->owner, run->handler, &owner_class);
+	if (owner_problem != NULL)
+	{
+		run->message = owner_problem;
+		run->error_class = owner_class;
+		strlcpy(run->sqlstate, "42501", sizeof(run->sqlstate));
+		return;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+
+	PG_TRY();
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+		int			save_nestlevel;
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		value;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(run->owner,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		save_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", JOBQ_HANDLER_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		if (run->timeout_ms > 0)
+		{
+			char		buf[32];
+
+			/* visible to the handler as SHOW statement_timeout */
+			snprintf(buf, sizeof(buf), "%lld", (long long) run->timeout_ms);
+			(void) set_config_option("statement_timeout", buf,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+		}
+
+		running_job_id = run->job_id;
+		interrupt_reason = JOBQ_INTERRUPT_NONE;
+		if (run->timeout_ms > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT,
+								 (int) Min(run->timeout_ms, PG_INT32_MAX));
+		enable_timeout_every(tick_timeout,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TICK_MS),
+							 TICK_MS);
+		/* a cancel may have been posted before we started */
+		TickHandler();
+		CHECK_FOR_INTERRUPTS();
+
+		InitFunctionCallInfoData(*fcinfo, run->flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = JsonbPGetDatum(run->payload);
+		fcinfo->args[0].isnull = false;
+		value = FunctionCallInvoke(fcinfo);
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		disable_timeout(tick_timeout, false);
+		running_job_id = 0;
+
+		run->result = ResultToJsonb(value, fcinfo->isnull, run->rettype);
+
+		AtEOXact_GUC(true, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+
+		/* the completion commits with the handler's writes, or neither does */
+		if (run->on_success != NULL && !run->on_success(run, run->on_success_arg))
+		{
+			run->fenced = true;
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		else
+		{
+			ReleaseCurrentSubTransaction();
+			run->ok = true;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		disable_timeout(tick_timeout, false);
+		running_job_id = 0;
+		run->interrupt = interrupt_reason;
+		interrupt_reason = JOBQ_INTERRUPT_NONE;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		/* restores user id, security context and GUC nest level */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+
+		strlcpy(run->sqlstate, unpack_sql_state(edata->sqlerrcode),
+				sizeof(run->sqlstate));
+		run->message = edata->message ? pstrdup(edata->message) : pstrdup("");
+		run->detail = edata->detail ? pstrdup(edata->detail) : NULL;
+
+		if (run->interrupt == JOBQ_INTERRUPT_CANCEL)
+			run->error_class = "cancelled";
+		else if (run->interrupt == JOBQ_INTERRUPT_SHUTDOWN)
+			run->error_class = NULL;	/* released, not failed */
+		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				 run->timeout_ms > 0 &&
+				 TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
+											(int) Min(run->timeout_ms - 1, PG_INT32_MAX)))
+		{
+			/* our timer fired (the message may be translated: use time) */
+			run->error_class = "timeout";
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	/* A cancel or shutdown that raced with success must not linger. */
+	QueryCancelPending = false;
+}

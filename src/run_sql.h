@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * run_sql.h
+ *	  Running one SQL handler call (run_sql.c), as used by the executor.
+ *
+ * IDENTIFICATION
+ *	  src/run_sql.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBQ_RUN_SQL_H
+#define JOBQ_RUN_SQL_H
+
+#include <signal.h>
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+/* Why a handler was interrupted by jobq itself. */
+typedef enum JobqInterrupt
+{
+	JOBQ_INTERRUPT_NONE = 0,
+	JOBQ_INTERRUPT_CANCEL,		/* jobq.cancel() of the running job */
+	JOBQ_INTERRUPT_SHUTDOWN		/* shutdown grace ran out */
+} JobqInterrupt;
+
+/*
+ * One call.  The executor fills the inputs; RunSqlHandler fills the outputs,
+ * allocated in the memory context current at the call.
+ */
+typedef struct JobqSqlRun
+{
+	/* inputs */
+	int64		job_id;
+	Oid			owner;
+	Oid			handler;
+	FmgrInfo   *flinfo;
+	Oid			rettype;
+	Jsonb	   *payload;
+	int64		timeout_ms;
+
+	/*
+	 * Called after the handler returned, still inside its subtransaction,
+	 * as the executor's own role: records the completion.  False means the
+	 * job may not complete (cancelled, lease lost): the subtransaction, with
+	 * the handler's writes, is rolled back and fenced is set.
+	 */
+	bool		(*on_success) (struct JobqSqlRun *run, void *arg);
+	void	   *on_success_arg;
+
+	/* outputs */
+	bool		ok;				/* handler succeeded and completion recorded */
+	bool		fenced;			/* handler succeeded, completion refused */
+	Jsonb	   *result;			/* NULL: no result */
+	const char *error_class;	/* NULL: let the error rules decide */
+	char		sqlstate[6];
+	char	   *message;
+	char	   *detail;
+	JobqInterrupt interrupt;
+} JobqSqlRun;
+
+extern void RunSqlInit(JobqWorkerSlot *slot,
+					   volatile sig_atomic_t *shutdown_requested,
+					   volatile TimestampTz *shutdown_requested_at);
+extern void RunSqlHandler(JobqSqlRun *run);
+
+#endif							/* JOBQ_RUN_SQL_H */

@@ -1,0 +1,382 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  jobq's shared memory: sizing, initialisation, the database registry and
+ *	  the commit-time wake-up of executors.
+ *
+ * The layout is documented in jobq.h next to the structs.  Only
+ * process-independent values live there (pids, PGPROC latches, OIDs, ids,
+ * timestamps, atomics): never a pointer into one process's memory
+ * (pg_net #276).
+ *
+ * Wake-up: jobq.submit() calls JobqWakeAtCommit(), which only sets a
+ * backend-local flag.  At COMMIT the transaction callback sets the latch of
+ * one idle executor of this database.  Waking before commit would make the
+ * executor scan for a row it cannot see yet; NOTIFY would take the global
+ * notify lock on every submitting commit (PEERS §3 item 5).
+ *
+ * IDENTIFICATION
+ *	  src/shmem.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+JobqShared *jobq_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Backend-local: what to do when the current transaction commits. */
+static bool wake_pending = false;
+static bool activate_pending = false;
+
+/* Running jobs cancelled by this transaction, interrupted at its commit. */
+#define MAX_PENDING_CANCELS 64
+static int64 pending_cancels[MAX_PENDING_CANCELS];
+static int	npending_cancels = 0;
+
+/* Databases blocked by this transaction's DDL (ddl_guard.c), freed at its end. */
+#define MAX_PENDING_UNBLOCKS 8
+static Oid	pending_unblocks[MAX_PENDING_UNBLOCKS];
+static int	npending_unblocks = 0;
+
+static Size
+JobqShmemSize(void)
+{
+	return add_size(offsetof(JobqShared, slots),
+					mul_size(sizeof(JobqWorkerSlot), jobq_max_total_workers));
+}
+
+static void
+JobqShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(JobqShmemSize());
+	RequestNamedLWLockTranche("jobq", 1);
+}
+
+static void
+JobqShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	jobq_shared = ShmemInitStruct("jobq", JobqShmemSize(), &found);
+	if (!found)
+	{
+		int			i;
+
+		memset(jobq_shared, 0, JobqShmemSize());
+		jobq_shared->lock = &(GetNamedLWLockTranche("jobq"))->lock;
+		jobq_shared->nslots = jobq_max_total_workers;
+
+		/*
+		 * Executor tokens start at the current time in microseconds, so a
+		 * token handed out after a crash-restart never equals one stored in
+		 * jobq.jobs.claimed_by by an executor of an earlier incarnation.
+		 */
+		pg_atomic_init_u64(&jobq_shared->next_token,
+						   (uint64) GetCurrentTimestamp());
+		pg_atomic_init_u32(&jobq_shared->launcher_wake_pending, 0);
+		for (i = 0; i < jobq_shared->nslots; i++)
+			pg_atomic_init_u64(&jobq_shared->slots[i].cancel_job_id, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Find the registry entry of a database; with create, add it when missing.
+ * Caller holds jobq_shared->lock exclusively when create is true (shared is
+ * enough for a pure lookup).  Returns NULL when absent, or when the registry
+ * is full (the launcher logs that).
+ */
+JobqDatabase *
+JobqFindDatabase(Oid dboid, bool create)
+{
+	JobqDatabase *free_entry = NULL;
+	int			i;
+
+	for (i = 0; i < JOBQ_MAX_DATABASES; i++)
+	{
+		JobqDatabase *db = &jobq_shared->databases[i];
+
+		if (db->dboid == dboid)
+			return db;
+		if (db->dboid == InvalidOid && free_entry == NULL)
+			free_entry = db;
+	}
+	if (create && free_entry != NULL)
+	{
+		memset(free_entry, 0, sizeof(JobqDatabase));
+		free_entry->dboid = dboid;
+		free_entry->state = JOBQ_DB_UNKNOWN;
+		return free_entry;
+	}
+	return NULL;
+}
+
+/*
+ * The executor slot of dboid currently running job_id, or NULL.  Read without
+ * the lock: the caller only uses it to post a cancel request that the
+ * executor itself validates against its own job id.
+ */
+JobqWorkerSlot *
+JobqFindSlotRunningJob(Oid dboid, int64 job_id)
+{
+	int			i;
+
+	if (jobq_shared == NULL)
+		return NULL;
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+
+		if (slot->kind != JOBQ_WORKER_UNUSED && slot->dboid == dboid &&
+			slot->job_id == job_id)
+			return slot;
+	}
+	return NULL;
+}
+
+/*
+ * An executor of db died by error: delay the next start there by 1 s, 2 s,
+ * 4 s ... 60 s.  Caller holds jobq_shared->lock exclusively.
+ */
+void
+JobqNoteExecutorFailure(JobqDatabase *db)
+{
+	int			shift = Min(db->consecutive_failures, 6);
+
+	db->consecutive_failures++;
+	db->next_start_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													Min(1000L << shift, 60000L));
+}
+
+void
+JobqWakeLauncher(void)
+{
+	Latch	   *latch;
+
+	if (jobq_shared == NULL)
+		return;
+	pg_atomic_write_u32(&jobq_shared->launcher_wake_pending, 1);
+	pg_write_barrier();
+	latch = jobq_shared->launcher_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * Ask that an idle executor of this database be woken when the current
+ * transaction commits.  Cheap enough to call once per submitted job.
+ */
+void
+JobqWakeAtCommit(void)
+{
+	wake_pending = true;
+}
+
+/*
+ * Called from jobq._activate_database() (CREATE EXTENSION): at commit, tell
+ * the launcher this database has jobq now.
+ */
+void
+JobqActivateAtCommit(void)
+{
+	activate_pending = true;
+}
+
+/*
+ * Block (DROP/RENAME DATABASE, DROP EXTENSION in progress: the launcher
+ * starts nothing there) or unblock a database.  Unblocking does not make it
+ * active: it is probed again a second later, and a dropped database leaves
+ * the registry at the launcher's next scan.
+ */
+void
+JobqSetDatabaseBlocked(Oid dboid, bool blocked)
+{
+	JobqDatabase *db;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	db = JobqFindDatabase(dboid, blocked);
+	if (db != NULL)
+	{
+		if (blocked)
+		{
+			db->state = JOBQ_DB_BLOCKED;
+			db->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															3600 * 1000);
+		}
+		else if (db->state == JOBQ_DB_BLOCKED)
+			db->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															1000);
+	}
+	LWLockRelease(jobq_shared->lock);
+	JobqWakeLauncher();
+}
+
+/*
+ * Unblock dboid when the current transaction ends, committed or not: until
+ * then the DDL's effect is invisible to a probe, which would find jobq
+ * still installed and start working in a database about to lose it.
+ */
+void
+JobqUnblockAtXactEnd(Oid dboid)
+{
+	if (npending_unblocks < MAX_PENDING_UNBLOCKS)
+		pending_unblocks[npending_unblocks++] = dboid;
+	else
+		JobqSetDatabaseBlocked(dboid, false);
+}
+
+static void
+UnblockPending(void)
+{
+	while (npending_unblocks > 0)
+		JobqSetDatabaseBlocked(pending_unblocks[--npending_unblocks], false);
+}
+
+/*
+ * Post a cancel request to the executor running job_id, if any.  The
+ * executor's tick compares it with its current job, so a request that
+ * arrives after the job ended interrupts nothing.
+ */
+static void
+PostCancel(int64 job_id)
+{
+	JobqWorkerSlot *slot = JobqFindSlotRunningJob(MyDatabaseId, job_id);
+
+	if (slot != NULL)
+	{
+		Latch	   *latch = slot->latch;
+
+		pg_atomic_write_u64(&slot->cancel_job_id, (uint64) job_id);
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+}
+
+/*
+ * jobq.cancel() of a running job: interrupt its handler when the cancelling
+ * transaction commits.  Before the commit the job is still running as far as
+ * everyone else can see, and a rolled-back cancel must interrupt nothing.
+ */
+void
+JobqCancelAtCommit(int64 job_id)
+{
+	if (npending_cancels < MAX_PENDING_CANCELS)
+		pending_cancels[npending_cancels++] = job_id;
+	else
+		PostCancel(job_id);		/* rare: many in one transaction */
+}
+
+/*
+ * Wake one idle executor of MyDatabaseId.  No lock: a slot read while it is
+ * being reused at worst sets the latch of another process, a spurious wake
+ * that costs one empty claim.  Runs inside a commit callback, so it must not
+ * throw.
+ */
+static void
+WakeIdleExecutor(void)
+{
+	int			i;
+
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+		Latch	   *latch;
+
+		if (slot->kind != JOBQ_WORKER_EXECUTOR || slot->dboid != MyDatabaseId ||
+			slot->state != JOBQ_STATE_IDLE)
+			continue;
+		latch = slot->latch;
+		if (latch != NULL)
+		{
+			SetLatch(latch);
+			return;
+		}
+	}
+}
+
+static void
+ActivateDatabase(void)
+{
+	JobqDatabase *db;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	db = JobqFindDatabase(MyDatabaseId, true);
+	if (db != NULL)
+	{
+		db->state = JOBQ_DB_ACTIVE;
+		db->activations++;
+		db->consecutive_failures = 0;
+		db->next_start_at = 0;
+	}
+	LWLockRelease(jobq_shared->lock);
+	JobqWakeLauncher();
+}
+
+static void
+JobqXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (jobq_shared != NULL)
+			{
+				if (activate_pending)
+					ActivateDatabase();
+				if (wake_pending)
+					WakeIdleExecutor();
+				while (npending_cancels > 0)
+					PostCancel(pending_cancels[--npending_cancels]);
+				UnblockPending();
+			}
+			wake_pending = false;
+			activate_pending = false;
+			npending_cancels = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared submit is found by polling once committed */
+			if (jobq_shared != NULL)
+				UnblockPending();
+			wake_pending = false;
+			activate_pending = false;
+			npending_cancels = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Once, in _PG_init: forked backends inherit the registration. */
+void
+JobqRegisterXactCallback(void)
+{
+	RegisterXactCallback(JobqXactCallback, NULL);
+}
+
+void
+JobqShmemInstallHooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = JobqShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = JobqShmemStartup;
+}

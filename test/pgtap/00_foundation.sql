@@ -1,0 +1,21 @@
+-- Foundation: schema, settings and their defaults.
+BEGIN;
+SELECT plan(12);
+
+SELECT has_schema('jobq');
+SELECT has_extension('jobq');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'jobq'), '0.1.0', 'version 0.1.0');
+SELECT is(current_setting('jobq.database'), '', 'jobq.database defaults to every database');
+SELECT is(current_setting('jobq.workers'), '2', 'jobq.workers default');
+SELECT is(current_setting('jobq.shutdown_grace'), '10s', 'jobq.shutdown_grace default');
+SELECT is(current_setting('jobq.cleanup_interval'), '1min', 'jobq.cleanup_interval default');
+SELECT is(current_setting('jobq.alert_interval'), '30s', 'jobq.alert_interval default');
+SELECT is(current_setting('jobq.http_allowed_hosts'), '*', 'jobq.http_allowed_hosts default');
+SELECT is(current_setting('jobq.allow_superuser_jobs'), 'on', 'jobq.allow_superuser_jobs default');
+SELECT is((SELECT context FROM pg_settings WHERE name = 'jobq.max_total_workers'), 'postmaster',
+          'slot count is fixed at server start');
+SELECT is((SELECT count(*)::int FROM pg_settings WHERE name LIKE 'jobq.%' AND context IN ('user', 'superuser')),
+          0, 'no jobq setting can be changed per session');
+
+SELECT * FROM finish();
+ROLLBACK;
