@@ -45,6 +45,7 @@ static int	nqueues = 0;
 
 static SPIPlanPtr plan_queues = NULL;
 static SPIPlanPtr plan_claim = NULL;
+static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_claim_fast = NULL;
 static SPIPlanPtr plan_complete = NULL;
 static SPIPlanPtr plan_take_completed = NULL;
@@ -163,12 +164,43 @@ ClaimQueue(int i)
 }
 
 /*
+ * Take the claim lock of a limited queue (its row) without waiting.  False
+ * when another transaction holds it (or the queue is gone).
+ *
+ * Executors never wait for a queue row: one claim round visits several
+ * queues, round robin, each executor from a different start, so waiting
+ * would let two executors each hold the row the other waits for (a
+ * deadlock that rolls back a whole batch of finished jobs).  Skipping is
+ * safe: the holder is claiming that queue right now, and the skipper looks
+ * again moments later (ClaimJobs reports it busy).
+ */
+static bool
+LockLimitedQueue(JobqQueue *q)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int			ret;
+
+	JobqKeptPlan(&plan_lock_queue,
+				 "SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
+				 "   FOR NO KEY UPDATE SKIP LOCKED",
+				 1, argtypes);
+	values[0] = CStringGetTextDatum(q->name);
+	ret = SPI_execute_plan(plan_lock_queue, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "jobq: queue lock failed: %s", SPI_result_code_string(ret));
+	return SPI_processed == 1;
+}
+
+/*
  * Claim up to max_jobs due jobs of queue q for this executor (token).
  * Returns how many were claimed; jobs[] is filled in the caller's context.
+ * *busy is set when the queue was skipped because another transaction is
+ * claiming it (look again soon).
  */
 int
 ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
-		  JobqClaimedJob *jobs)
+		  JobqClaimedJob *jobs, bool *busy)
 {
 	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
 	Datum		values[5];
@@ -185,6 +217,11 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	 * statement, the same claim as _claim's last step; it also refuses a
 	 * queue that was paused or got a limit since our cache was filled.
 	 */
+	if (q->limited && !LockLimitedQueue(q))
+	{
+		*busy = true;
+		return 0;
+	}
 	if (q->limited)
 		plan = JobqKeptPlan(&plan_claim,
 					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout"
@@ -547,9 +584,15 @@ ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon)
 }
 
 /*
- * When the next pending job of a SQL queue becomes due (0 when none is
- * waiting): an idle executor sleeps until then rather than a whole poll
+ * When the next pending job of a SQL queue becomes claimable (0 when none
+ * is waiting): an idle executor sleeps until then rather than a whole poll
  * interval, so scheduled jobs and retries start on time.
+ *
+ * A queue out of rate-limit tokens is due when its next token is; a queue
+ * at its concurrency limit is not due at all (the executor finishing one of
+ * its jobs claims the next in the same transaction).  Without this an idle
+ * executor would find a due job it may not take and poll for it every
+ * millisecond.
  */
 TimestampTz
 ClaimNextDue(void)
@@ -559,10 +602,22 @@ ClaimNextDue(void)
 	int			ret;
 
 	JobqKeptPlan(&plan_next_due,
-			"SELECT pg_catalog.min(j.run_at) FROM jobq.jobs_active j"
-			"  JOIN jobq.queues q ON q.name OPERATOR(pg_catalog.=) j.queue"
-			" WHERE j.state OPERATOR(pg_catalog.=) 'pending'"
-			"   AND q.kind OPERATOR(pg_catalog.=) 'sql' AND NOT q.paused",
+			"SELECT pg_catalog.min(CASE WHEN q.rate_limit IS NULL OR q.rate_tokens IS NULL"
+			"                             OR q.rate_tokens OPERATOR(pg_catalog.>=) 1 THEN j.run_at"
+			"                       ELSE GREATEST(j.run_at, q.rate_refilled_at"
+			"                              OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs =>"
+			"                                 (1 OPERATOR(pg_catalog.-) q.rate_tokens)"
+			"                                 OPERATOR(pg_catalog./) q.rate_limit)) END)"
+			"  FROM jobq.queues q"
+			"  CROSS JOIN LATERAL (SELECT pg_catalog.min(a.run_at) AS run_at FROM jobq.jobs_active a"
+			"                       WHERE a.queue OPERATOR(pg_catalog.=) q.name"
+			"                         AND a.state OPERATOR(pg_catalog.=) 'pending') j"
+			" WHERE q.kind OPERATOR(pg_catalog.=) 'sql' AND NOT q.paused"
+			"   AND j.run_at IS NOT NULL"
+			"   AND (q.concurrency IS NULL OR q.concurrency OPERATOR(pg_catalog.>)"
+			"        (SELECT pg_catalog.count(*) FROM jobq.jobs_active r"
+			"          WHERE r.queue OPERATOR(pg_catalog.=) q.name"
+			"            AND r.state OPERATOR(pg_catalog.=) 'running'))",
 			0, NULL);
 	ret = SPI_execute_plan(plan_next_due, NULL, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

@@ -59,7 +59,7 @@ extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);
 extern JobqQueue *ClaimQueue(int i);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
-					  JobqClaimedJob *jobs);
+					  JobqClaimedJob *jobs, bool *busy);
 extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result);
 extern bool ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 							   JobqCompletions *acc, MemoryContext cxt);

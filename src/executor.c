@@ -61,6 +61,10 @@ static int	rr_next = 0;			/* round-robin start over queues */
 static TimestampTz queues_refreshed_at = 0;
 static TimestampTz recovered_at = 0;
 static TimestampTz next_due_at = 0;	/* earliest pending run_at seen */
+static bool claim_busy = false;		/* a limited queue was being claimed */
+
+/* A limited queue skipped as busy is looked at again this soon. */
+#define BUSY_RETRY_MS 10
 static char worker_name[64];
 static MemoryContext job_cxt = NULL;
 
@@ -366,6 +370,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 	int			nqueues;
 	int			k;
 
+	claim_busy = false;
 	for (;;)
 	{
 		bool		refreshed = false;
@@ -384,7 +389,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 			MemoryContext spicxt = MemoryContextSwitchTo(cxt);
 
 			nclaimed += ClaimJobs(q, want - nclaimed, my_slot->token,
-								  worker_name, &jobs[nclaimed]);
+								  worker_name, &jobs[nclaimed], &claim_busy);
 			MemoryContextSwitchTo(spicxt);
 		}
 
@@ -473,6 +478,44 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 }
 
 /*
+ * The next claim, made in the batch's transaction after its outcomes, in a
+ * subtransaction: should it fail (a lock timeout, a deadlock with a user's
+ * transaction holding a queue row), the outcomes still commit and the
+ * executor just claims again in a fresh transaction.
+ */
+static int
+ClaimNextInBatch(JobqClaimedJob *next, MemoryContext next_cxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int nnext = 0;
+
+	MemoryContextReset(next_cxt);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		nnext = ClaimRound(next, BatchSize(), next_cxt);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		nnext = 0;
+		MemoryContextReset(next_cxt);
+		/* the cached queue list may be what failed: rebuild it */
+		queues_refreshed_at = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return nnext;
+}
+
+/*
  * Run a batch of claimed jobs in one transaction (several jobs share one
  * commit: each in its own subtransaction, so a failure touches only its
  * job), stopping early when the batch has taken BATCH_MAX_MS.  Unless
@@ -516,10 +559,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	batch_completions = NULL;
 	ClaimRecordCompleted(&completions);
 	if (ran == njobs && !shutdown_requested)
-	{
-		MemoryContextReset(next_cxt);
-		*nnext = ClaimRound(next, BatchSize(), next_cxt);
-	}
+		*nnext = ClaimNextInBatch(next, next_cxt);
 
 	edata = TryCommit();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -562,7 +602,17 @@ ProcessJobs(void)
 	MemoryContextReset(cxts[cur]);
 	njobs = ClaimRound(buffers[cur], BatchSize(), cxts[cur]);
 	if (njobs == 0)
+	{
 		next_due_at = ClaimNextDue();
+		if (claim_busy)
+		{
+			TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   BUSY_RETRY_MS);
+
+			if (next_due_at == 0 || next_due_at > soon)
+				next_due_at = soon;
+		}
+	}
 	EndJobTransaction(true);
 
 	while (njobs > 0)

@@ -387,11 +387,9 @@ BEGIN
                             + q.rate_limit * greatest(0, extract(epoch FROM now() - coalesce(q.rate_refilled_at, now()))));
             n := least(n, floor(tokens)::integer);
         END IF;
+        -- Out of tokens: nothing to write, the bucket's state (tokens at
+        -- rate_refilled_at) still gives the same refill later.
         IF n < 1 THEN
-            IF q.rate_limit IS NOT NULL THEN
-                UPDATE jobq.queues qq SET rate_tokens = tokens, rate_refilled_at = now()
-                 WHERE qq.name = q.name;
-            END IF;
             RETURN;
         END IF;
     END IF;
@@ -416,7 +414,9 @@ BEGIN
     SELECT * FROM u ORDER BY u.priority DESC, u.run_at, u.id;
     GET DIAGNOSTICS got = ROW_COUNT;
 
-    IF q.rate_limit IS NOT NULL THEN
+    -- Only starts change the bucket: a claim that found nothing writes
+    -- nothing (every claim round visits every queue).
+    IF q.rate_limit IS NOT NULL AND got > 0 THEN
         UPDATE jobq.queues qq SET rate_tokens = tokens - got, rate_refilled_at = now()
          WHERE qq.name = q.name;
     END IF;
