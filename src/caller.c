@@ -59,13 +59,6 @@ PG_FUNCTION_INFO_V1(jobq_submit_http);
 PG_FUNCTION_INFO_V1(jobq_cancel);
 PG_FUNCTION_INFO_V1(jobq_retry_now);
 
-/* Saved user id while running as the extension owner. */
-typedef struct JobqRoleSwitch
-{
-	Oid			caller;
-	Oid			save_userid;
-	int			save_sec_context;
-} JobqRoleSwitch;
 
 /* What submit needs to know about a queue. */
 typedef struct JobqQueueInfo
@@ -142,7 +135,7 @@ JobqExtensionOwner(void)
  * Capture the caller, then become the extension owner.  Nothing to undo on
  * ERROR (see the file header).
  */
-static void
+void
 BecomeOwner(JobqRoleSwitch *sw)
 {
 	Oid			owner;
@@ -154,7 +147,7 @@ BecomeOwner(JobqRoleSwitch *sw)
 						   sw->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
-static void
+void
 RestoreCaller(JobqRoleSwitch *sw)
 {
 	SetUserIdAndSecContext(sw->save_userid, sw->save_sec_context);

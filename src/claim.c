@@ -60,13 +60,21 @@ static SPIPlanPtr plan_next_due = NULL;
 /*
  * Prepare sql once per process and keep the plan (SPI_keepplan) in *plan;
  * later calls return it.  Used by every module that runs SQL on jobq tables.
+ *
+ * The plan is always the generic one.  Left to itself the plan cache plans
+ * a statement again on every call whenever the generic plan's estimate
+ * looks worse than a custom plan's (a LIMIT $n claim did: 10% of an
+ * executor's time went to the planner).  Our statements are written so
+ * that their generic plans are the right ones: equality on keys, arrays
+ * through = ANY, no parameter-dependent choice of index.
  */
 SPIPlanPtr
 JobqKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes,
+										   CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "jobq: SPI_prepare failed for \"%s\": %s",
@@ -163,6 +171,22 @@ ClaimQueue(int i)
 	return &queues[i];
 }
 
+/* The claim order: priority DESC, run_at, id. */
+static int
+CompareClaimOrder(const void *a, const void *b)
+{
+	const JobqClaimedJob *x = (const JobqClaimedJob *) a;
+	const JobqClaimedJob *y = (const JobqClaimedJob *) b;
+
+	if (x->priority != y->priority)
+		return x->priority > y->priority ? -1 : 1;
+	if (x->run_at != y->run_at)
+		return x->run_at < y->run_at ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return 0;
+}
+
 /*
  * Take the claim lock of a limited queue (its row) without waiting.  False
  * when another transaction holds it (or the queue is gone).
@@ -193,61 +217,89 @@ LockLimitedQueue(JobqQueue *q)
 }
 
 /*
+ * The claim statement itself, for executors (token set) and external workers
+ * (token NULL): up to max_jobs due jobs of queue become running, leased
+ * until now() + lease.  Limited queues go through jobq._claim, which
+ * serialises their claims on the queue row (the caller holds or waits for
+ * it); others take one UPDATE, the same claim as _claim's last step, which
+ * also refuses a queue paused or limited since the caller looked.
+ * Result in SPI_tuptable, unordered: id, attempt, owner, payload, timeout,
+ * priority, run_at, lease_expires_at.
+ */
+uint64
+ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
+			 const char *worker, int64 token, bool token_null)
+{
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	int			ret;
+
+	if (limited)
+		plan = JobqKeptPlan(&plan_claim,
+					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout,"
+					   "       c.priority, c.run_at, c.lease_expires_at"
+					   "  FROM jobq._claim($1, $2, $3, $4, $5) c",
+					   5, argtypes);
+	else
+		plan = JobqKeptPlan(&plan_claim_fast,
+					   "UPDATE jobq.jobs_active a"
+					   "   SET state = 'running', attempt = a.attempt OPERATOR(pg_catalog.+) 1,"
+					   "       started_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),"
+					   "       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3,"
+					   "       worker = $4, claimed_by = $5"
+					   " WHERE a.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+					   "  SELECT c.id FROM jobq.jobs_active c"
+					   "   WHERE c.queue OPERATOR(pg_catalog.=) $1"
+					   "     AND c.state OPERATOR(pg_catalog.=) 'pending'"
+					   "     AND c.run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+					   "     AND NOT EXISTS (SELECT FROM jobq.queues q"
+					   "                      WHERE q.name OPERATOR(pg_catalog.=) $1"
+					   "                        AND (q.paused OR q.concurrency IS NOT NULL"
+					   "                             OR q.rate_limit IS NOT NULL))"
+					   "   ORDER BY c.priority DESC, c.run_at, c.id"
+					   "   LIMIT $2 FOR UPDATE SKIP LOCKED))"
+					   " RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout,"
+					   "           a.priority, a.run_at, a.lease_expires_at",
+					   5, argtypes);
+
+	values[0] = CStringGetTextDatum(queue);
+	values[1] = Int32GetDatum(max_jobs);
+	values[2] = IntervalPGetDatum(lease);
+	if (worker != NULL)
+		values[3] = CStringGetTextDatum(worker);
+	else
+		nulls[3] = 'n';
+	values[4] = Int64GetDatum(token);
+	if (token_null)
+		nulls[4] = 'n';
+
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
+	return SPI_processed;
+}
+
+/*
  * Claim up to max_jobs due jobs of queue q for this executor (token).
- * Returns how many were claimed; jobs[] is filled in the caller's context.
- * *busy is set when the queue was skipped because another transaction is
- * claiming it (look again soon).
+ * Returns how many were claimed; jobs[] is filled in the caller's context,
+ * in claim order.  *busy is set when the queue was skipped because another
+ * transaction is claiming it (look again soon).
  */
 int
 ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 		  JobqClaimedJob *jobs, bool *busy)
 {
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
-	Datum		values[5];
 	Interval	lease;
-	int			ret;
 	uint64		i;
 	MemoryContext callercxt = CurrentMemoryContext;
 
-	SPIPlanPtr	plan;
-
-	/*
-	 * Queues with a concurrency or rate limit go through jobq._claim, which
-	 * serialises their claims on the queue row.  Others take this one
-	 * statement, the same claim as _claim's last step; it also refuses a
-	 * queue that was paused or got a limit since our cache was filled.
-	 */
 	if (q->limited && !LockLimitedQueue(q))
 	{
 		*busy = true;
 		return 0;
 	}
-	if (q->limited)
-		plan = JobqKeptPlan(&plan_claim,
-					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout"
-					   "  FROM jobq._claim($1, $2, $3, $4, $5) c",
-					   5, argtypes);
-	else
-		plan = JobqKeptPlan(&plan_claim_fast,
-					   "WITH c AS ("
-					   "  SELECT a.id FROM jobq.jobs_active a"
-					   "   WHERE a.queue OPERATOR(pg_catalog.=) $1"
-					   "     AND a.state OPERATOR(pg_catalog.=) 'pending'"
-					   "     AND a.run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
-					   "     AND NOT EXISTS (SELECT FROM jobq.queues q"
-					   "                      WHERE q.name OPERATOR(pg_catalog.=) $1"
-					   "                        AND (q.paused OR q.concurrency IS NOT NULL"
-					   "                             OR q.rate_limit IS NOT NULL))"
-					   "   ORDER BY a.priority DESC, a.run_at, a.id"
-					   "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
-					   " UPDATE jobq.jobs_active a"
-					   "    SET state = 'running', attempt = a.attempt OPERATOR(pg_catalog.+) 1,"
-					   "        started_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),"
-					   "        lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3,"
-					   "        worker = $4, claimed_by = $5"
-					   "   FROM c WHERE a.id OPERATOR(pg_catalog.=) c.id"
-					   " RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout",
-					   5, argtypes);
 
 	/*
 	 * The lease of an executor's job is only a backstop: liveness is the
@@ -256,15 +308,7 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	memset(&lease, 0, sizeof(lease));
 	lease.time = (q->timeout_ms * max_jobs + 60000) * 1000;
 
-	values[0] = CStringGetTextDatum(q->name);
-	values[1] = Int32GetDatum(max_jobs);
-	values[2] = IntervalPGetDatum(&lease);
-	values[3] = CStringGetTextDatum(worker);
-	values[4] = Int64GetDatum(token);
-
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
+	(void) ClaimExecute(q->name, q->limited, max_jobs, &lease, worker, token, false);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -285,7 +329,12 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 		MemoryContextSwitchTo(oldcxt);
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		job->timeout_ms = isnull ? q->timeout_ms : IntervalToMs(d, false);
+		job->priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		job->run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 	}
+	/* UPDATE ... RETURNING gives the rows in heap order: run them in claim order */
+	if (SPI_processed > 1)
+		qsort(jobs, SPI_processed, sizeof(JobqClaimedJob), CompareClaimOrder);
 	return (int) SPI_processed;
 }
 
@@ -309,7 +358,7 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 			"  DELETE FROM jobq.jobs_active a"
 			"   WHERE a.id OPERATOR(pg_catalog.=) $1"
 			"     AND a.attempt OPERATOR(pg_catalog.=) $2"
-			"     AND a.state OPERATOR(pg_catalog.=) 'running'"
+			"     AND pg_catalog.texteq(a.state, 'running')"
 			"  RETURNING a.*),"
 			" f AS ("
 			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
@@ -361,7 +410,7 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 				 "DELETE FROM jobq.jobs_active a"
 				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
 				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
-				 "   AND a.state OPERATOR(pg_catalog.=) 'running'"
+				 "   AND pg_catalog.texteq(a.state, 'running')"
 				 " RETURNING a",
 				 2, argtypes);
 	values[0] = Int64GetDatum(id);

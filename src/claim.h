@@ -12,6 +12,7 @@
 #define JOBQ_CLAIM_H
 
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 /* A SQL queue as the executor needs it (cache entry, see claim.c). */
@@ -36,6 +37,8 @@ typedef struct JobqClaimedJob
 	Jsonb	   *payload;
 	int64		timeout_ms;
 	JobqQueue  *queue;
+	int32		priority;		/* claim order: priority DESC, run_at, id */
+	TimestampTz run_at;
 } JobqClaimedJob;
 
 /* Most jobs one claim (and one batch) takes. */
@@ -58,6 +61,9 @@ typedef struct JobqCompletions
 extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);
 extern JobqQueue *ClaimQueue(int i);
+extern uint64 ClaimExecute(const char *queue, bool limited, int max_jobs,
+						   Interval *lease, const char *worker, int64 token,
+						   bool token_null);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
 extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result);

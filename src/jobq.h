@@ -156,6 +156,17 @@ extern struct _SPI_plan *JobqKeptPlan(struct _SPI_plan **plan, const char *sql,
 									  int nargs, Oid *argtypes);
 
 /* ---- caller.c ---- */
+
+/* Saved user id while an entry point runs as the extension owner. */
+typedef struct JobqRoleSwitch
+{
+	Oid			caller;
+	Oid			save_userid;
+	int			save_sec_context;
+} JobqRoleSwitch;
+
 extern Oid	JobqExtensionOwner(void);
+extern void BecomeOwner(JobqRoleSwitch *sw);
+extern void RestoreCaller(JobqRoleSwitch *sw);
 
 #endif							/* JOBQ_H */

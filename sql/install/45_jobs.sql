@@ -461,7 +461,8 @@ BEGIN
     PERFORM jobq._check_after(retry_after);
 
     SELECT * INTO j FROM jobq.jobs_active a
-     WHERE a.id = _fail.id AND a.attempt = _fail.attempt AND a.state = 'running'
+     WHERE a.id = _fail.id AND a.attempt = _fail.attempt
+       AND pg_catalog.texteq(a.state, 'running')  -- by id: see jobs_active_running_idx
        FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
@@ -516,7 +517,8 @@ DECLARE
     j       jobq.jobs_active;
 BEGIN
     SELECT * INTO j FROM jobq.jobs_active a
-     WHERE a.id = _release.id AND a.attempt = _release.attempt AND a.state = 'running'
+     WHERE a.id = _release.id AND a.attempt = _release.attempt
+       AND pg_catalog.texteq(a.state, 'running')  -- by id: see jobs_active_running_idx
        FOR UPDATE;
     IF NOT FOUND THEN
         RETURN false;
@@ -600,15 +602,10 @@ CREATE FUNCTION jobq.claim(queue text, max_jobs integer DEFAULT 1,
                            worker text DEFAULT NULL)
     RETURNS TABLE (id bigint, payload jsonb, attempt integer,
                    lease_expires_at timestamptz)
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 10
-    SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    RETURN QUERY
-    SELECT c.id, c.payload, c.attempt, c.lease_expires_at
-      FROM jobq._claim(claim.queue, claim.max_jobs, claim.lease, claim.worker, NULL) c;
-END
-$fn$;
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 10
+    AS 'MODULE_PATHNAME', 'jobq_claim';
+-- In C (src/worker_api.c): an unlimited queue is claimed with the executors'
+-- one-statement claim; anything else goes through jobq._claim.
 COMMENT ON FUNCTION jobq.claim(text, integer, interval, text) IS
     'jobq: claims up to max_jobs due jobs of queue for an external worker (priority DESC, run_at, id); each is leased until lease_expires_at; (id, attempt) names the lease. Call it in its own transaction';
 
@@ -627,22 +624,19 @@ BEGIN
                                                interval '30 seconds'),
            last_heartbeat = now()
      WHERE a.id = heartbeat.id AND a.attempt = heartbeat.attempt
-       AND a.state = 'running';
+       AND pg_catalog.texteq(a.state, 'running');  -- by id: see jobs_active_running_idx
     RETURN FOUND;
 END
 $fn$;
 COMMENT ON FUNCTION jobq.heartbeat(bigint, integer, interval) IS
     'jobq: extends the lease (id, attempt) by extend (default: the lease length given to claim); false when the holder must stop: job cancelled, lease recovered or claimed again';
 
+-- In C (src/worker_api.c): runs as the extension owner like a SECURITY
+-- DEFINER function, without the wrapper's cost on every job.
 CREATE FUNCTION jobq.complete(id bigint, attempt integer, result jsonb DEFAULT NULL)
     RETURNS boolean
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    RETURN jobq._complete(id, attempt, result);
-END
-$fn$;
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'jobq_complete';
 COMMENT ON FUNCTION jobq.complete(bigint, integer, jsonb) IS
     'jobq: completes the job of lease (id, attempt) with result; false, changing nothing, when that lease is no longer the job''s current running lease';
 
