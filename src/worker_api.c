@@ -107,7 +107,7 @@ RecoverExpiredLeases(void)
 {
 	JobqKeptPlan(&plan_expired_probe,
 				 "SELECT FROM jobq.jobs_active a"
-				 " WHERE a.state OPERATOR(pg_catalog.=) 'running'"
+				 " WHERE pg_catalog.texteq(a.state, 'running')"
 				 "   AND a.claimed_by IS NULL"
 				 "   AND a.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
 				 " LIMIT 1",

@@ -168,9 +168,12 @@ CREATE INDEX jobs_active_running_idx ON jobq.jobs_active
 COMMENT ON INDEX jobq.jobs_active_running_idx IS 'jobq: running jobs of a queue (concurrency limit)';
 -- Only external workers' leases expire: an executor's job is recovered by
 -- its executor's token (claimed_by), so executor jobs stay out of this index
--- (one index insertion less per executed job).
+-- (one index insertion less per executed job).  lease_expires_at is set
+-- exactly while a job runs; the predicate does not name state so that the
+-- expiry probe (state tested with texteq, see above) can only use this
+-- index, never a walk of every running job in jobs_active_running_idx.
 CREATE INDEX jobs_active_lease_idx ON jobq.jobs_active
-    (lease_expires_at) WHERE state OPERATOR(pg_catalog.=) 'running' AND claimed_by IS NULL;
+    (lease_expires_at) WHERE claimed_by IS NULL AND lease_expires_at IS NOT NULL;
 COMMENT ON INDEX jobq.jobs_active_lease_idx IS 'jobq: external workers'' running jobs by lease end (recovery of expired leases)';
 
 -- History is appended in time order, so a BRIN index answers time ranges

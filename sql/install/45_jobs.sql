@@ -546,8 +546,8 @@ DECLARE
 BEGIN
     FOR r IN SELECT a.id, a.attempt, a.worker, a.lease_expires_at
                FROM jobq.jobs_active a
-              WHERE a.state = 'running' AND a.claimed_by IS NULL
-                AND a.lease_expires_at < now()
+              WHERE pg_catalog.texteq(a.state, 'running') AND a.claimed_by IS NULL
+                AND a.lease_expires_at < now()  -- jobs_active_lease_idx only
               ORDER BY a.lease_expires_at
               LIMIT max_jobs
                 FOR UPDATE SKIP LOCKED
