@@ -154,6 +154,7 @@ extern void JobqInstallUtilityHook(void);
 struct _SPI_plan;
 extern struct _SPI_plan *JobqKeptPlan(struct _SPI_plan **plan, const char *sql,
 									  int nargs, Oid *argtypes);
+extern void JobqReplanIfResized(void);
 
 /* ---- caller.c ---- */
 

@@ -152,6 +152,7 @@ jobq_claim(PG_FUNCTION_ARGS)
 	BecomeOwner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
+	JobqReplanIfResized();
 
 	fast = queue != NULL && !PG_ARGISNULL(1) && !PG_ARGISNULL(2) &&
 		FastClaimPossible(queue, max_jobs, lease, &paused);
@@ -237,6 +238,7 @@ jobq_complete(PG_FUNCTION_ARGS)
 	BecomeOwner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
+	JobqReplanIfResized();
 	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
 						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
 	SPI_finish();
