@@ -395,8 +395,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 	int			nclaimed = 0;
 	int			nqueues;
 	int			k;
-	TimestampTz claim_start = GetCurrentTimestamp();
-	long		claim_us;
+	long		claim_us = 0;	/* in the claim statements only */
 
 	claim_busy = false;
 	JobqReplanIfResized();
@@ -417,8 +416,11 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 			JobqQueue  *q = ClaimQueue((rr_next + k) % nqueues);
 			MemoryContext spicxt = MemoryContextSwitchTo(cxt);
 
+			TimestampTz t0 = GetCurrentTimestamp();
+
 			nclaimed += ClaimJobs(q, want - nclaimed, my_slot->token,
 								  worker_name, &jobs[nclaimed], &claim_busy);
+			claim_us += (long) (GetCurrentTimestamp() - t0);
 			MemoryContextSwitchTo(spicxt);
 		}
 
@@ -433,7 +435,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 	if (nqueues > 0)
 		rr_next = (rr_next + 1) % nqueues;
 
-	claim_us = (long) (GetCurrentTimestamp() - claim_start);
+	/* only the claim statements count: not a queue-list refresh or re-plan */
 	if (claim_us > CLAIM_SLOW_US && nclaimed < want)
 		claim_pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														Min(CLAIM_PAUSE_FACTOR * claim_us / 1000,
