@@ -434,7 +434,10 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 			"        finished_at, outcome, worker)"
 			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at,"
 			"        pg_catalog.clock_timestamp(), 'completed', d.worker"
-			"   FROM d",
+			"   FROM d"
+			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL"
+			"              FROM jobq.queues q"
+			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)",
 			3, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
@@ -443,9 +446,25 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 	else
 		nulls[2] = 'n';
 	ret = SPI_execute_plan(plan_complete, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
+	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
-	return SPI_processed == 1;
+	if (SPI_processed != 1)
+		return false;
+
+	/*
+	 * A slot of a concurrency-limited SQL queue came free.  Idle executors
+	 * do not watch full queues (ClaimNextDue skips them: the executor that
+	 * finishes a job claims the next itself), so when the finisher is an
+	 * external worker, wake one at commit.
+	 */
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && DatumGetBool(d))
+			JobqWakeAtCommit();
+	}
+	return true;
 }
 
 /*

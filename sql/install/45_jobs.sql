@@ -483,6 +483,13 @@ BEGIN
             CASE WHEN d.snooze THEN 'snoozed' ELSE 'failed' END, cls, error,
             sqlstate, http_status, j.worker, detail);
 
+    -- A slot of a concurrency-limited SQL queue came free: idle executors do
+    -- not watch full queues, so wake one (see ClaimComplete in src/claim.c).
+    IF EXISTS (SELECT FROM jobq.queues q
+                WHERE q.name = j.queue AND q.kind = 'sql' AND q.concurrency IS NOT NULL) THEN
+        PERFORM jobq._wake_at_commit();
+    END IF;
+
     IF d.retry THEN
         UPDATE jobq.jobs_active a
            SET state = 'pending', run_at = t + d.delay,
