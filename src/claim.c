@@ -290,12 +290,21 @@ uint64
 ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 			 const char *worker, int64 token, bool token_null)
 {
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int			ret;
 
+	/*
+	 * "Due" is judged at the moment of the claim (a retry's run_at comes from
+	 * the clock), passed as $6 rather than written clock_timestamp(): a
+	 * volatile call cannot be an index condition, so every not-yet-due entry
+	 * the scan passed (all scheduled jobs of the queue, when the claim comes
+	 * back short) cost a heap fetch; as a parameter it is checked in the
+	 * index tuple.
+	 */
 	if (limited)
 		plan = JobqKeptPlan(&plan_claim,
 					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout,"
@@ -313,7 +322,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 					   "  SELECT c.id FROM jobq.jobs_active c"
 					   "   WHERE c.queue OPERATOR(pg_catalog.=) $1"
 					   "     AND c.state OPERATOR(pg_catalog.=) 'pending'"
-					   "     AND c.run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+					   "     AND c.run_at OPERATOR(pg_catalog.<=) $6"
 					   "     AND NOT EXISTS (SELECT FROM jobq.queues q"
 					   "                      WHERE q.name OPERATOR(pg_catalog.=) $1"
 					   "                        AND (q.paused OR q.concurrency IS NOT NULL"
@@ -322,7 +331,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 					   "   LIMIT $2 FOR UPDATE SKIP LOCKED))"
 					   " RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout,"
 					   "           a.priority, a.run_at, a.lease_expires_at",
-					   5, argtypes);
+					   6, argtypes);
 
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(max_jobs);
@@ -334,6 +343,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	values[4] = Int64GetDatum(token);
 	if (token_null)
 		nulls[4] = 'n';
+	values[5] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)

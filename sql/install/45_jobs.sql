@@ -341,6 +341,7 @@ DECLARE
     running     integer;
     tokens      float8;
     got         bigint;
+    due_by      timestamptz;
 BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -394,12 +395,16 @@ BEGIN
         END IF;
     END IF;
 
+    -- due at the moment of the claim, as a value (an index condition; a
+    -- clock_timestamp() call in the query would cost a heap fetch per
+    -- not-yet-due entry passed)
+    due_by := clock_timestamp();
     RETURN QUERY
     WITH c AS (
         SELECT a.id
           FROM jobq.jobs_active a
          -- due at the moment of the claim (a retry's run_at is set from the clock)
-         WHERE a.queue = q.name AND a.state = 'pending' AND a.run_at <= clock_timestamp()
+         WHERE a.queue = q.name AND a.state = 'pending' AND a.run_at <= due_by
          ORDER BY a.priority DESC, a.run_at, a.id
          LIMIT n
            FOR UPDATE SKIP LOCKED),
