@@ -20,6 +20,7 @@
  */
 #include "jobq.h"
 #include "claim.h"
+#include "upkeep.h"
 
 #include "access/table.h"
 #include "catalog/namespace.h"
@@ -348,6 +349,8 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
+	/* each claimed job leaves a dead claim-index entry: see upkeep.c */
+	JobqNoteClaimed(SPI_processed, !token_null);
 	return SPI_processed;
 }
 

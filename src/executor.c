@@ -19,6 +19,7 @@
  */
 #include "jobq.h"
 #include "claim.h"
+#include "upkeep.h"
 #include "run_sql.h"
 
 #include <signal.h>
@@ -679,6 +680,9 @@ ProcessJobs(void)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* between transactions: the claimed next batch waits for it */
+		if (JobqVacuumDue())
+			JobqVacuumJobsActive();
 	}
 	holding_jobs = false;
 	return total;
@@ -737,6 +741,10 @@ ExecutorLoop(uint32 activations)
 		/* DROP EXTENSION: checked between bursts, not per round */
 		if (!busy && !ExtensionInstalled())
 			LeaveDatabase(activations);
+
+		/* external workers' claims count too, and wake us for this */
+		if (JobqVacuumDue())
+			JobqVacuumJobsActive();
 
 		/* claims are slow just now (see claim_pause_until): let jobs gather */
 		if (ClaimPaused())

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "upkeep.h"
 
 PG_MODULE_MAGIC;
 
@@ -117,6 +118,15 @@ DefineSettings(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.vacuum_after",
+							"Claimed jobs between two VACUUMs of jobq.jobs_active by an executor.",
+							"Claims leave dead entries at the front of the claim index that every later claim steps over until VACUUM removes them; autovacuum comes too rarely for a busy queue.  0 leaves it to autovacuum.",
+							&jobq_vacuum_after,
+							10000, 0, 1000000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("jobq");
 }

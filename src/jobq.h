@@ -110,6 +110,15 @@ typedef struct JobqDatabase
 	bool		seen;			/* launcher's pg_database scan mark */
 	int			consecutive_failures;	/* executor crashes, for backoff */
 	TimestampTz next_start_at;	/* backoff: no executor start before this */
+
+	/*
+	 * Executor VACUUM of jobs_active (upkeep.c).  claimed_since_vacuum is
+	 * added to by every claim in the database without the lock; the other
+	 * two are read and written under the lock.
+	 */
+	pg_atomic_uint32 claimed_since_vacuum;
+	TimestampTz vacuum_next_at; /* no executor vacuum before this */
+	int			vacuum_backoff_ms;	/* current minimum interval between them */
 } JobqDatabase;
 
 /*

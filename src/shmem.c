@@ -123,6 +123,7 @@ JobqFindDatabase(Oid dboid, bool create)
 		memset(free_entry, 0, sizeof(JobqDatabase));
 		free_entry->dboid = dboid;
 		free_entry->state = JOBQ_DB_UNKNOWN;
+		pg_atomic_init_u32(&free_entry->claimed_since_vacuum, 0);
 		return free_entry;
 	}
 	return NULL;
