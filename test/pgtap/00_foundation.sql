@@ -1,6 +1,6 @@
 -- Foundation: schema, settings and their defaults.
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 
 SELECT has_schema('jobq');
 SELECT has_extension('jobq');
@@ -12,6 +12,7 @@ SELECT is(current_setting('jobq.cleanup_interval'), '1min', 'jobq.cleanup_interv
 SELECT is(current_setting('jobq.alert_interval'), '30s', 'jobq.alert_interval default');
 SELECT is(current_setting('jobq.http_allowed_hosts'), '*', 'jobq.http_allowed_hosts default');
 SELECT is(current_setting('jobq.allow_superuser_jobs'), 'on', 'jobq.allow_superuser_jobs default');
+SELECT is(current_setting('jobq.vacuum_after'), '10000', 'jobq.vacuum_after default');
 SELECT is((SELECT context FROM pg_settings WHERE name = 'jobq.max_total_workers'), 'postmaster',
           'slot count is fixed at server start');
 SELECT is((SELECT count(*)::int FROM pg_settings WHERE name LIKE 'jobq.%' AND context IN ('user', 'superuser')),
