@@ -22,8 +22,18 @@
 #include "claim.h"
 #include "upkeep.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -52,7 +62,6 @@ static SPIPlanPtr plan_claim = NULL;
 static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_claim_fast = NULL;
 static SPIPlanPtr plan_complete = NULL;
-static SPIPlanPtr plan_take_completed = NULL;
 static SPIPlanPtr plan_record_completed = NULL;
 static Oid	jobs_active_array_type = InvalidOid;
 static SPIPlanPtr plan_fail = NULL;
@@ -213,8 +222,17 @@ ClaimRefreshQueues(void)
 		q->limited = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		if (OidIsValid(q->handler))
 		{
-			fmgr_info_cxt(q->handler, &q->flinfo, queue_cxts[queue_gen]);
-			q->rettype = get_func_rettype(q->handler);
+			/* it may be dropped since the query saw it: no error, no handler */
+			HeapTuple	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(q->handler));
+
+			if (HeapTupleIsValid(proctup))
+			{
+				q->rettype = ((Form_pg_proc) GETSTRUCT(proctup))->prorettype;
+				ReleaseSysCache(proctup);
+				fmgr_info_cxt(q->handler, &q->flinfo, queue_cxts[queue_gen]);
+			}
+			else
+				q->handler = InvalidOid;
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);
@@ -415,15 +433,18 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
  * Fenced completion: the job of lease (id, attempt) becomes completed with
  * result, and its attempt row is written, in one statement.  False, changing
  * nothing, when that lease is no longer the job's current running lease.
+ * executor_lease false (jobq.complete, external workers): also false for a
+ * lease an executor holds, whose handler's writes would otherwise be thrown
+ * away by its own fenced completion.
  * This is the only implementation: jobq._complete (used by jobq.complete)
  * calls it too.
  */
 bool
-ClaimComplete(int64 id, int32 attempt, Jsonb *result)
+ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
 {
-	Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[4] = {INT8OID, INT4OID, JSONBOID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			ret;
 
 	JobqKeptPlan(&plan_complete,
@@ -432,6 +453,7 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 			"   WHERE a.id OPERATOR(pg_catalog.=) $1"
 			"     AND a.attempt OPERATOR(pg_catalog.=) $2"
 			"     AND pg_catalog.texteq(a.state, 'running')"
+			"     AND (a.claimed_by IS NULL OR $4)"
 			"  RETURNING a.*),"
 			" f AS ("
 			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
@@ -451,9 +473,10 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL"
 			"              FROM jobq.queues q"
 			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)",
-			3, argtypes);
+			4, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
+	values[3] = BoolGetDatum(executor_lease);
 	if (result != NULL)
 		values[2] = JsonbPGetDatum(result);
 	else
@@ -467,8 +490,9 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 	/*
 	 * A slot of a concurrency-limited SQL queue came free.  Idle executors
 	 * do not watch full queues (ClaimNextDue skips them: the executor that
-	 * finishes a job claims the next itself), so when the finisher is an
-	 * external worker, wake one at commit.
+	 * finishes a job claims the next itself), so when the finisher is not
+	 * that executor (jobq._complete from another session), wake one at
+	 * commit.  External workers cannot hold SQL jobs (jobq.claim refuses).
 	 */
 	{
 		bool		isnull;
@@ -481,41 +505,152 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result)
 }
 
 /*
+ * jobs_active and its primary key, for the direct-access completion below.
+ * Looked up once per process: an executor leaves its database when the
+ * extension is dropped, so the OIDs cannot go stale under it.
+ */
+static Oid	jobs_active_relid = InvalidOid;
+static Oid	jobs_active_pkey_relid = InvalidOid;
+static AttrNumber jobs_active_attempt_attno;
+static AttrNumber jobs_active_state_attno;
+
+static void
+LookupJobsActive(void)
+{
+	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
+	Oid			relid = get_relname_relid("jobs_active", nsp);
+	Oid			pkey = get_relname_relid("jobs_active_pkey", nsp);
+
+	if (!OidIsValid(relid) || !OidIsValid(pkey))
+		elog(ERROR, "jobq: jobq.jobs_active or its primary key is missing");
+	jobs_active_attempt_attno = get_attnum(relid, "attempt");
+	jobs_active_state_attno = get_attnum(relid, "state");
+	if (jobs_active_attempt_attno == InvalidAttrNumber ||
+		jobs_active_state_attno == InvalidAttrNumber)
+		elog(ERROR, "jobq: jobq.jobs_active lacks column attempt or state");
+	jobs_active_pkey_relid = pkey;
+	jobs_active_relid = relid;
+}
+
+/* Is the row in slot the running lease (attempt) of its job? */
+static bool
+SlotIsLease(TupleTableSlot *slot, int32 attempt)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = slot_getattr(slot, jobs_active_attempt_attno, &isnull);
+	if (isnull || DatumGetInt32(d) != attempt)
+		return false;
+	d = slot_getattr(slot, jobs_active_state_attno, &isnull);
+	if (isnull)
+		return false;
+	return strcmp(TextDatumGetCString(d), "running") == 0;
+}
+
+/*
  * The first half of a batched completion, inside the job's subtransaction
  * (so it commits or rolls back with the handler's writes): the fenced
  * removal from jobs_active.  The row is kept in acc (copied into cxt) for
  * ClaimRecordCompleted.  False when the lease is no longer current.
+ *
+ * This is the statement
+ *     DELETE FROM jobq.jobs_active WHERE id = $1 AND attempt = $2
+ *        AND state = 'running' RETURNING jobs_active
+ * done with the table AM directly: one primary-key probe and heap_delete.
+ * Through SPI, executor start-up and shutdown of that statement were a
+ * quarter of an executor's time for a no-op job.  Semantics are READ
+ * COMMITTED's, as the statement had them: a row locked by another
+ * transaction (jobq.cancel holds it FOR UPDATE) is waited for; a row
+ * deleted meanwhile is not ours any more (fenced); a row updated meanwhile
+ * is looked up again and its new version judged by the same test.
  */
 bool
 ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 				   JobqCompletions *acc, MemoryContext cxt)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
-	bool		isnull;
-	Datum		row;
+	Relation	rel;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	Datum		row = (Datum) 0;
+	bool		taken = false;
+	int			tries;
 	MemoryContext oldcxt;
-	int			ret;
 
 	Assert(acc->n < JOBQ_MAX_BATCH);
-	JobqKeptPlan(&plan_take_completed,
-				 "DELETE FROM jobq.jobs_active a"
-				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
-				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
-				 "   AND pg_catalog.texteq(a.state, 'running')"
-				 " RETURNING a",
-				 2, argtypes);
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(attempt);
-	ret = SPI_execute_plan(plan_take_completed, values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
+	if (!OidIsValid(jobs_active_relid))
+		LookupJobsActive();
+
+	rel = table_open(jobs_active_relid, RowExclusiveLock);
+	pkey = index_open(jobs_active_pkey_relid, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+
+	/* each try follows one concurrent update; a job is rarely updated twice */
+	for (tries = 0; tries < 100 && !taken; tries++)
+	{
+		Snapshot	snapshot;
+		IndexScanDesc scan;
+		ScanKeyData key;
+		bool		found;
+		TM_Result	res;
+		TM_FailureData tmfd;
+		ItemPointerData tid;
+
+		/* see the handler's own writes, and every commit up to now */
+		CommandCounterIncrement();
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+		scan = index_beginscan(rel, pkey, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		if (!found || !SlotIsLease(slot, attempt))
+		{
+			UnregisterSnapshot(snapshot);
+			break;
+		}
+
+		/* a flat copy first: the row's TOASTed values go with it */
+		oldcxt = MemoryContextSwitchTo(cxt);
+		row = ExecFetchSlotHeapTupleDatum(slot);
+		MemoryContextSwitchTo(oldcxt);
+		tid = slot->tts_tid;
+
+		res = table_tuple_delete(rel, &tid, GetCurrentCommandId(true), snapshot,
+								 InvalidSnapshot, true, &tmfd, false);
+		UnregisterSnapshot(snapshot);
+		switch (res)
+		{
+			case TM_Ok:
+				taken = true;
+				break;
+			case TM_Updated:
+				/* changed since we read it: judge its new version */
+				pfree(DatumGetPointer(row));
+				row = (Datum) 0;
+				continue;
+			case TM_Deleted:
+				/* cancelled or recovered meanwhile: not ours any more */
+				break;
+			default:
+				elog(ERROR, "jobq: unexpected result %d deleting job %lld",
+					 (int) res, (long long) id);
+		}
+		break;
+	}
+	if (!taken && tries >= 100)
+		elog(ERROR, "jobq: job %lld kept changing while being completed", (long long) id);
+
+	ExecDropSingleTupleTableSlot(slot);
+	/* the locks stay until the end of the transaction, as a statement's do */
+	index_close(pkey, NoLock);
+	table_close(rel, NoLock);
+	if (!taken)
 		return false;
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	CommandCounterIncrement();
 
 	oldcxt = MemoryContextSwitchTo(cxt);
-	acc->rows[acc->n] = datumCopy(row, false, -1);
+	acc->rows[acc->n] = row;
 	acc->result_nulls[acc->n] = (result == NULL);
 	acc->results[acc->n] = result ? datumCopy(JsonbPGetDatum(result), false, -1) : (Datum) 0;
 	acc->finished[acc->n] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -605,7 +740,7 @@ jobq_complete_lease(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
-						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
 	SPI_finish();
 	PG_RETURN_BOOL(done);
 }
@@ -690,11 +825,13 @@ ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon)
 			"SELECT pg_catalog.count(jobq._fail(j.id, j.attempt,"
 			"         'the jobq executor running this job stopped (crash, kill or server restart)',"
 			"         'worker_lost', NULL))::pg_catalog.int4"
-			"  FROM jobq.jobs_active j"
-			" WHERE j.state OPERATOR(pg_catalog.=) 'running'"
-			"   AND j.claimed_by IS NOT NULL"
-			"   AND j.claimed_by OPERATOR(pg_catalog.<>) ALL ($1)"
-			"   AND j.claimed_by OPERATOR(pg_catalog.<) $2",
+			"  FROM (SELECT l.id, l.attempt FROM jobq.jobs_active l"
+			"         WHERE l.state OPERATOR(pg_catalog.=) 'running'"
+			"           AND l.claimed_by IS NOT NULL"
+			"           AND l.claimed_by OPERATOR(pg_catalog.<>) ALL ($1)"
+			"           AND l.claimed_by OPERATOR(pg_catalog.<) $2"
+			/* another executor recovering the same job: leave it to it */
+			"           FOR UPDATE SKIP LOCKED) j",
 			2, argtypes);
 
 	elems = palloc(sizeof(Datum) * Max(ntokens, 1));

@@ -66,7 +66,7 @@ extern uint64 ClaimExecute(const char *queue, bool limited, int max_jobs,
 						   bool token_null);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
-extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result);
+extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease);
 extern bool ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 							   JobqCompletions *acc, MemoryContext cxt);
 extern void ClaimRecordCompleted(JobqCompletions *acc);

@@ -328,7 +328,7 @@ CompleteJob(JobqSqlRun *run, void *arg)
 	if (batch_completions != NULL)
 		return ClaimTakeCompleted(job->id, job->attempt, run->result,
 								  batch_completions, completions_cxt);
-	return ClaimComplete(job->id, job->attempt, run->result);
+	return ClaimComplete(job->id, job->attempt, run->result, true);
 }
 
 /*
@@ -637,6 +637,9 @@ ProcessJobs(void)
 										ALLOCSET_DEFAULT_SIZES);
 	}
 
+	/* stopping: claiming now would only release the jobs again */
+	if (shutdown_requested)
+		return 0;
 	holding_jobs = true;
 	BeginJobTransaction();
 	MemoryContextReset(cxts[cur]);

@@ -28,7 +28,11 @@
  * restores the executor's identity by itself (AbortSubTransaction restores
  * the user id saved at subtransaction start); the role is checked at run time
  * because it may have been dropped, lost EXECUTE, or become superuser since
- * the job was submitted.
+ * the job was submitted.  The handler runs as a security-restricted
+ * operation and its settings are undone when it returns: the executor is
+ * one session running many owners' jobs and committing them as superuser,
+ * so nothing a job leaves behind may run later with other rights (see
+ * docs/workers.md, "What a handler cannot do").
  *
  * IDENTIFICATION
  *	  src/run_sql.c
@@ -41,8 +45,10 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -58,8 +64,11 @@
 
 #define TICK_MS 100
 
-/* search_path for handlers: builtins cannot be shadowed; the owner's schema and public follow. */
-#define JOBQ_HANDLER_SEARCH_PATH "pg_catalog, \"$user\", public"
+/*
+ * search_path for handlers: builtins cannot be shadowed; the owner's schema
+ * and public follow; pg_temp last (named, so that it is not searched first).
+ */
+#define JOBQ_HANDLER_SEARCH_PATH "pg_catalog, \"$user\", public, pg_temp"
 
 static TimeoutId tick_timeout = MAX_TIMEOUTS;
 
@@ -131,7 +140,9 @@ CheckOwner(Oid owner, Oid handler, const char **error_class)
 		return psprintf("jobs owned by superuser \"%s\" may not run: jobq.allow_superuser_jobs is off",
 						GetUserNameFromId(owner, false));
 	}
-	if (!OidIsValid(handler))
+	/* dropped since the queue list was read: the ACL check would raise */
+	if (!OidIsValid(handler) ||
+		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
 	{
 		*error_class = "permanent";
 		return pstrdup("the queue's handler function no longer exists");
@@ -215,8 +226,35 @@ RunSqlHandler(JobqSqlRun *run)
 		Datum		value;
 
 		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+
+		/*
+		 * Deferred constraints are checked at the end of each statement
+		 * (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger would fire at
+		 * the batch's commit, long after the role switch below is undone,
+		 * and the restricted operation refuses to queue one.  Per job, so a
+		 * job's own SET CONSTRAINTS does not reach the next.
+		 */
+		{
+			ConstraintsSetStmt immediate;
+
+			memset(&immediate, 0, sizeof(immediate));
+			immediate.type = T_ConstraintsSetStmt;
+			immediate.constraints = NIL;
+			immediate.deferred = false;
+			AfterTriggerSetState(&immediate);
+		}
+
+		/*
+		 * A security-restricted operation, as PostgreSQL runs maintenance
+		 * commands on behalf of a table owner: the handler's code may not
+		 * leave anything that runs later as the executor's superuser (a
+		 * deferred trigger firing at the batch's commit, a temp table's
+		 * trigger, a WITH HOLD cursor) or that a later job of another owner
+		 * would meet (temp objects, LISTEN).
+		 */
 		SetUserIdAndSecContext(run->owner,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
 		save_nestlevel = NewGUCNestLevel();
 		(void) set_config_option("search_path", JOBQ_HANDLER_SEARCH_PATH,
 								 PGC_USERSET, PGC_S_SESSION,
@@ -255,7 +293,12 @@ RunSqlHandler(JobqSqlRun *run)
 
 		run->result = ResultToJsonb(value, fcinfo->isnull, run->rettype);
 
-		AtEOXact_GUC(true, save_nestlevel);
+		/*
+		 * false: undo every setting the handler changed, plain SET included
+		 * (true would keep those for the executor's life: the next job, of
+		 * another owner, and our own statements would run with them).
+		 */
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
 		/* the completion commits with the handler's writes, or neither does */
@@ -311,6 +354,13 @@ RunSqlHandler(JobqSqlRun *run)
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+
+	/*
+	 * What neither the subtransaction nor the restricted operation undoes or
+	 * refuses: session-level advisory locks would outlive the job and block
+	 * whoever waits for them, whatever job runs next.
+	 */
+	LockReleaseSession(USER_LOCKMETHOD);
 
 	/* A cancel or shutdown that raced with success must not linger. */
 	QueryCancelPending = false;

@@ -66,8 +66,9 @@ CompareClaimedRows(const void *a, const void *b)
 
 /*
  * May this claim take the one-statement path?  Only with valid arguments
- * and an existing, unlimited queue; *paused tells the caller to return
- * nothing.  Anything else is for jobq._claim to handle (or reject).
+ * and an existing, unlimited, external queue; *paused tells the caller to
+ * return nothing.  Anything else is for jobq._claim to handle (or reject:
+ * queues of other kinds are the executors').
  */
 static bool
 FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused)
@@ -84,6 +85,7 @@ FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused
 
 	JobqKeptPlan(&plan_claim_queue,
 				 "SELECT q.paused, q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL"
+				 "       OR q.kind OPERATOR(pg_catalog.<>) 'external'"
 				 "  FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1",
 				 1, argtypes);
 	values[0] = CStringGetTextDatum(queue);
@@ -239,8 +241,9 @@ jobq_complete(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	JobqReplanIfResized();
+	/* an external caller may end external leases only (see ClaimComplete) */
 	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
-						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), false);
 	SPI_finish();
 	RestoreCaller(&sw);
 	PG_RETURN_BOOL(done);

@@ -311,6 +311,9 @@ BEGIN
            rate_tokens = CASE WHEN q.rate_limit IS DISTINCT FROM queues.rate_limit
                               THEN NULL ELSE queues.rate_tokens END
      WHERE queues.name = q.name;
+    -- a higher concurrency or rate limit (or a new handler) may let waiting
+    -- jobs run now; idle executors do not watch a full queue: wake one
+    PERFORM jobq._wake_at_commit();
 END
 $fn$;
 COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[]) IS

@@ -329,6 +329,22 @@ END
 $fn$;
 COMMENT ON FUNCTION jobq._check_lease(interval, text) IS 'Internal: validates a lease length.';
 
+-- Jobs of sql (and http) queues run in jobq's executors, as their owner:
+-- handing one to an external worker would give it the owner's payload and
+-- let the job run without its handler.
+CREATE FUNCTION jobq._not_external(queue text, kind text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+        MESSAGE = format('queue "%s" is not for external workers', queue),
+        DETAIL = format('Jobs of a queue of kind %s are run by jobq''s executors.', kind),
+        HINT = 'jobq.claim takes jobs of queues created with kind => ''external'' (or no handler).';
+END
+$fn$;
+COMMENT ON FUNCTION jobq._not_external(text, text) IS 'Internal: the error of an external claim on a queue run by the executors.';
+
 CREATE FUNCTION jobq._claim(queue text, max_jobs integer, lease interval,
                             worker text, claimed_by bigint DEFAULT NULL)
     RETURNS SETOF jobq.jobs_active
@@ -351,10 +367,13 @@ BEGIN
     END IF;
     PERFORM jobq._check_lease(lease, 'lease');
 
-    SELECT qq.name, qq.paused, qq.concurrency, qq.rate_limit INTO q
+    SELECT qq.name, qq.kind, qq.paused, qq.concurrency, qq.rate_limit INTO q
       FROM jobq.queues qq WHERE qq.name = _claim.queue;
     IF NOT FOUND THEN
         PERFORM jobq._no_queue(_claim.queue);
+    END IF;
+    IF _claim.claimed_by IS NULL AND q.kind <> 'external' THEN
+        PERFORM jobq._not_external(q.name, q.kind);
     END IF;
     IF q.paused THEN
         RETURN;
@@ -636,7 +655,8 @@ BEGIN
                                                interval '30 seconds'),
            last_heartbeat = now()
      WHERE a.id = heartbeat.id AND a.attempt = heartbeat.attempt
-       AND pg_catalog.texteq(a.state, 'running');  -- by id: see jobs_active_running_idx
+       AND pg_catalog.texteq(a.state, 'running')  -- by id: see jobs_active_running_idx
+       AND a.claimed_by IS NULL;                   -- an external worker's lease
     RETURN FOUND;
 END
 $fn$;
@@ -662,6 +682,14 @@ CREATE FUNCTION jobq.fail(id bigint, attempt integer, error text,
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- An executor's lease is not an external worker's to end: its handler's
+    -- writes would be thrown away with its completion.  claimed_by is set
+    -- with the lease, so (id, attempt) tells whose it is.
+    IF EXISTS (SELECT FROM jobq.jobs_active a
+                WHERE a.id = fail.id AND a.attempt = fail.attempt
+                  AND a.claimed_by IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
     RETURN jobq._fail(id, attempt, error, error_class, retry_after, sqlstate, http_status, NULL);
 END
 $fn$;

@@ -52,7 +52,7 @@ it_ok "slowest pickup ${max_ms} ms"
 
 # As the owner, not superuser, safe search_path; the result is stored.
 assert_eq "$(q "SELECT DISTINCT who FROM app.log WHERE job ~ '^[0-9]+$'")" "alice" "handler runs as the submitting role"
-assert_eq "$(q "SELECT DISTINCT path FROM app.log WHERE job ~ '^[0-9]+$'")" 'pg_catalog, "$user", public' "handler search_path"
+assert_eq "$(q "SELECT DISTINCT path FROM app.log WHERE job ~ '^[0-9]+$'")" 'pg_catalog, "$user", public, pg_temp' "handler search_path"
 assert_eq "$(q "SELECT result FROM jobq.jobs WHERE queue = 'rec' ORDER BY id LIMIT 1")" '{"n": 1, "super": false}' "jsonb result stored"
 assert_eq "$(q "SELECT owner::text FROM jobq.jobs WHERE queue = 'rec' LIMIT 1")" "alice" "owner recorded"
 

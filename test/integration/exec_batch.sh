@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick jobs share commits (batches), but each job stays atomic: a failing
-# job in a batch loses only its own writes, and a job whose writes cannot
-# commit (a deferred constraint) fails alone while the rest of its batch
-# completes.
+# job in a batch loses only its own writes, and a job that violates a
+# deferred constraint fails alone (deferred constraints are checked at the
+# end of each handler statement) while the rest of its batch completes.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -19,7 +19,7 @@ BEGIN
     RAISE EXCEPTION 'multiple of 7' USING ERRCODE = '22000';
   END IF;
   IF (p->>'n')::int = 50 THEN
-    -- violates a deferred foreign key: only detectable at commit
+    -- violates a deferred foreign key: checked at once inside a handler
     INSERT INTO public.child VALUES (12345);
   END IF;
 END \$\$;
@@ -33,7 +33,7 @@ wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'w' AND state IN ('comple
 assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE queue = 'w' AND state = 'failed'")" 43 "42 multiples of 7 and the deferred violation failed"
 assert_eq "$(q "SELECT count(*) FROM public.out WHERE n % 7 = 0")" 0 "failed jobs left no writes"
 assert_eq "$(q "SELECT count(*) FROM public.out")" 258 "every completed job's writes are there, once"
-assert_eq "$(q "SELECT count(*) FROM public.out WHERE n = 50")" 0 "the job whose commit failed left no writes"
+assert_eq "$(q "SELECT count(*) FROM public.out WHERE n = 50")" 0 "the job that violated the deferred key left no writes"
 assert_eq "$(q "SELECT j.error_type || '/' || a.sqlstate FROM jobq.jobs j JOIN jobq.job_attempts a ON a.job_id = j.id WHERE j.payload->>'n' = '50'")" \
     "validation/23503" "the deferred violation is that job's failure (foreign_key_violation)"
 assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts a JOIN jobq.jobs j ON j.id = a.job_id WHERE j.queue = 'w'")" 301 "one attempt per job"
