@@ -322,12 +322,19 @@ RunSqlHandler(JobqSqlRun *run)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		disable_timeout(tick_timeout, false);
 		running_job_id = 0;
-		run->interrupt = interrupt_reason;
-		interrupt_reason = JOBQ_INTERRUPT_NONE;
 
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+
+		/*
+		 * Our cancel or shutdown tick is the cause only if the error is the
+		 * query cancel it raised: a handler that failed on its own just as
+		 * the tick fired keeps its own error (and is failed, not released).
+		 */
+		run->interrupt = edata->sqlerrcode == ERRCODE_QUERY_CANCELED ?
+			interrupt_reason : JOBQ_INTERRUPT_NONE;
+		interrupt_reason = JOBQ_INTERRUPT_NONE;
 
 		/* restores user id, security context and GUC nest level */
 		RollbackAndReleaseCurrentSubTransaction();
