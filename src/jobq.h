@@ -119,6 +119,7 @@ typedef struct JobqDatabase
 	pg_atomic_uint32 claimed_since_vacuum;
 	TimestampTz vacuum_next_at; /* no executor vacuum before this */
 	int			vacuum_backoff_ms;	/* current minimum interval between them */
+	uint32		vacuum_backlog_jobs;	/* jobs_active's reltuples after the last */
 } JobqDatabase;
 
 /*

@@ -23,6 +23,11 @@
  * no truncation (that would take an ACCESS EXCLUSIVE lock and stall every
  * claim), index cleanup forced (the claim index is the point).
  *
+ * A VACUUM's index passes read whole indexes, so with a big backlog it costs
+ * more: the threshold is at least a twentieth of the backlog (reltuples as
+ * the last VACUUM left it), which keeps the VACUUMs' share per job about the
+ * same while the dead walk stays a small fraction of the backlog.
+ *
  * Held snapshots: VACUUM cannot remove what an old snapshot may still see.
  * When a vacuum leaves most dead tuples in place, the minimum interval
  * between vacuums doubles (up to a minute); it drops back to a second as
@@ -42,6 +47,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -54,6 +60,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/inval.h"
 #include "utils/timestamp.h"
 
 #define VACUUM_BACKOFF_MIN_MS 1000
@@ -63,6 +71,8 @@ int			jobq_vacuum_after = 10000;
 
 /* This backend's database entry, looked up once (see MyDatabase). */
 static JobqDatabase *my_db = NULL;
+
+static uint32 Threshold(JobqDatabase *db);
 
 static JobqDatabase *
 MyDatabase(void)
@@ -110,9 +120,15 @@ JobqNoteClaimed(uint64 njobs, bool by_executor)
 	before = pg_atomic_fetch_add_u32(&db->claimed_since_vacuum,
 									 (uint32) Min(njobs, PG_INT32_MAX));
 	/* an executor looks between batches; an external claim calls one in */
-	if (!by_executor && before < (uint32) jobq_vacuum_after &&
-		before + njobs >= (uint32) jobq_vacuum_after)
+	if (!by_executor && before < Threshold(db) && before + njobs >= Threshold(db))
 		WakeOneExecutor();
+}
+
+/* Claimed jobs that make a VACUUM due (see the header comment). */
+static uint32
+Threshold(JobqDatabase *db)
+{
+	return Max((uint32) jobq_vacuum_after, db->vacuum_backlog_jobs / 20);
 }
 
 bool
@@ -122,10 +138,25 @@ JobqVacuumDue(void)
 
 	if (jobq_vacuum_after <= 0 || (db = MyDatabase()) == NULL)
 		return false;
-	if (pg_atomic_read_u32(&db->claimed_since_vacuum) < (uint32) jobq_vacuum_after)
+	if (pg_atomic_read_u32(&db->claimed_since_vacuum) < Threshold(db))
 		return false;
 	/* unlocked read: JobqVacuumJobsActive decides under the lock */
 	return GetCurrentTimestamp() >= db->vacuum_next_at;
+}
+
+/* pg_class.reltuples of relid, as the last VACUUM set it (0 if unknown). */
+static uint32
+BacklogJobs(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	float4		reltuples = 0;
+
+	if (HeapTupleIsValid(tup))
+	{
+		reltuples = ((Form_pg_class) GETSTRUCT(tup))->reltuples;
+		ReleaseSysCache(tup);
+	}
+	return reltuples > 0 ? (uint32) Min(reltuples, (float4) PG_INT32_MAX) : 0;
 }
 
 /* n_dead_tup of relid as the statistics system has it now. */
@@ -186,6 +217,7 @@ JobqVacuumJobsActive(void)
 		{
 			VacuumParams params;
 			int64		dead_after;
+			uint32		backlog;
 
 			memset(&params, 0, sizeof(params));
 			params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED | VACOPT_PROCESS_TOAST;
@@ -208,8 +240,11 @@ JobqVacuumJobsActive(void)
 			 * them): it did not pay, so wait longer before the next one.
 			 */
 			dead_after = DeadTuples(relid);
+			AcceptInvalidationMessages();	/* vacuum updated pg_class in place */
+			backlog = BacklogJobs(relid);
 			LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
-			if (dead_after > jobq_vacuum_after / 2)
+			db->vacuum_backlog_jobs = backlog;
+			if (dead_after > Threshold(db) / 2)
 				db->vacuum_backoff_ms = Min(backoff_ms * 2, VACUUM_BACKOFF_MAX_MS);
 			else
 				db->vacuum_backoff_ms = VACUUM_BACKOFF_MIN_MS;
