@@ -545,7 +545,12 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt)
 	d = slot_getattr(slot, jobs_active_state_attno, &isnull);
 	if (isnull)
 		return false;
-	return strcmp(TextDatumGetCString(d), "running") == 0;
+	{
+		text	   *state = DatumGetTextPP(d);
+
+		return VARSIZE_ANY_EXHDR(state) == strlen("running") &&
+			memcmp(VARDATA_ANY(state), "running", strlen("running")) == 0;
+	}
 }
 
 /*
@@ -647,7 +652,6 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 	table_close(rel, NoLock);
 	if (!taken)
 		return false;
-	CommandCounterIncrement();
 
 	oldcxt = MemoryContextSwitchTo(cxt);
 	acc->rows[acc->n] = row;

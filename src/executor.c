@@ -221,26 +221,6 @@ BatchSize(void)
 	return 1;
 }
 
-/* Wake one other idle executor of this database: there is more work. */
-static void
-WakeAnotherExecutor(void)
-{
-	int			i;
-
-	for (i = 0; i < jobq_shared->nslots; i++)
-	{
-		JobqWorkerSlot *slot = &jobq_shared->slots[i];
-		Latch	   *latch = slot->latch;
-
-		if (slot == my_slot || slot->kind != JOBQ_WORKER_EXECUTOR ||
-			slot->dboid != MyDatabaseId || slot->state != JOBQ_STATE_IDLE ||
-			latch == NULL)
-			continue;
-		SetLatch(latch);
-		return;
-	}
-}
-
 /*
  * Recover jobs whose executor is gone: collect the live tokens of this
  * database's executors.  next_token is read first, so an executor attaching
@@ -664,7 +644,7 @@ ProcessJobs(void)
 		int			ran;
 
 		if (njobs == MAX_BATCH)
-			WakeAnotherExecutor();
+			(void) JobqWakeIdleExecutor(my_slot);	/* more work */
 		MemoryContextSwitchTo(cxts[cur]);
 		ran = RunBatch(buffers[cur], njobs, buffers[1 - cur], &nnext, cxts[1 - cur]);
 		total += ran;

@@ -142,6 +142,7 @@ extern JobqShared *jobq_shared;
 
 extern void JobqShmemInstallHooks(void);
 extern void JobqWakeAtCommit(void);
+extern bool JobqWakeIdleExecutor(JobqWorkerSlot *except);
 extern void JobqActivateAtCommit(void);
 extern void JobqCancelAtCommit(int64 job_id);
 extern void JobqSetDatabaseBlocked(Oid dboid, bool blocked);

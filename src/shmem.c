@@ -285,13 +285,13 @@ JobqCancelAtCommit(int64 job_id)
 }
 
 /*
- * Wake one idle executor of MyDatabaseId.  No lock: a slot read while it is
- * being reused at worst sets the latch of another process, a spurious wake
- * that costs one empty claim.  Runs inside a commit callback, so it must not
- * throw.
+ * Wake one idle executor of MyDatabaseId other than except (may be NULL);
+ * false when none is idle.  No lock: a slot read while it is being reused
+ * at worst sets the latch of another process, a spurious wake that costs
+ * one empty claim.  Called from commit callbacks, so it must not throw.
  */
-static void
-WakeIdleExecutor(void)
+bool
+JobqWakeIdleExecutor(JobqWorkerSlot *except)
 {
 	int			i;
 
@@ -300,16 +300,17 @@ WakeIdleExecutor(void)
 		JobqWorkerSlot *slot = &jobq_shared->slots[i];
 		Latch	   *latch;
 
-		if (slot->kind != JOBQ_WORKER_EXECUTOR || slot->dboid != MyDatabaseId ||
-			slot->state != JOBQ_STATE_IDLE)
+		if (slot == except || slot->kind != JOBQ_WORKER_EXECUTOR ||
+			slot->dboid != MyDatabaseId || slot->state != JOBQ_STATE_IDLE)
 			continue;
 		latch = slot->latch;
 		if (latch != NULL)
 		{
 			SetLatch(latch);
-			return;
+			return true;
 		}
 	}
+	return false;
 }
 
 static void
@@ -342,7 +343,7 @@ JobqXactCallback(XactEvent event, void *arg)
 				if (activate_pending)
 					ActivateDatabase();
 				if (wake_pending)
-					WakeIdleExecutor();
+					(void) JobqWakeIdleExecutor(NULL);
 				while (npending_cancels > 0)
 					PostCancel(pending_cancels[--npending_cancels]);
 				UnblockPending();

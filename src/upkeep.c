@@ -89,26 +89,6 @@ MyDatabase(void)
 	return my_db;
 }
 
-/* Set the latch of one executor of this database (any state). */
-static void
-WakeOneExecutor(void)
-{
-	int			i;
-
-	for (i = 0; i < jobq_shared->nslots; i++)
-	{
-		JobqWorkerSlot *slot = &jobq_shared->slots[i];
-		Latch	   *latch = slot->latch;
-
-		if (slot->kind == JOBQ_WORKER_EXECUTOR && slot->dboid == MyDatabaseId &&
-			latch != NULL)
-		{
-			SetLatch(latch);
-			return;
-		}
-	}
-}
-
 void
 JobqNoteClaimed(uint64 njobs, bool by_executor)
 {
@@ -119,9 +99,12 @@ JobqNoteClaimed(uint64 njobs, bool by_executor)
 		return;
 	before = pg_atomic_fetch_add_u32(&db->claimed_since_vacuum,
 									 (uint32) Min(njobs, PG_INT32_MAX));
-	/* an executor looks between batches; an external claim calls one in */
+	/*
+	 * Busy executors look between batches; for external workers' claims,
+	 * call an idle one in.
+	 */
 	if (!by_executor && before < Threshold(db) && before + njobs >= Threshold(db))
-		WakeOneExecutor();
+		(void) JobqWakeIdleExecutor(NULL);
 }
 
 /* Claimed jobs that make a VACUUM due (see the header comment). */
