@@ -33,6 +33,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "bulk_insert.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -41,6 +42,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -529,6 +532,86 @@ jobq_submit_http(PG_FUNCTION_ARGS)
 }
 
 /*
+ * submit_batch's insert through the table AM (bulk_insert.c), writing the
+ * columns the INSERT of the SQL path writes, with the same values: false,
+ * having written nothing, when jobs_active has a trigger.  The ids go to
+ * rsinfo's tuplestore in array order.
+ */
+static bool
+SubmitBatchDirect(const char *queue, Jsonb *payloads, JobqSubmitOptions *opt,
+				  Oid owner, ReturnSetInfo *rsinfo)
+{
+	JobqBulkInsert *bulk = JobqBulkBegin("jobs_active");
+	Oid			seq;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+	AttrNumber	a_id;
+	AttrNumber	a_payload;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	MemoryContext row_cxt;
+	MemoryContext oldcxt;
+
+	if (bulk == NULL)
+		return false;
+	seq = get_relname_relid("jobs_id_seq", get_namespace_oid(JOBQ_SCHEMA_NAME, false));
+	if (!OidIsValid(seq))
+		elog(ERROR, "jobq: sequence jobq.jobs_id_seq is missing");
+
+	desc = RelationGetDescr(JobqBulkRelation(bulk));
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	memset(nulls, true, sizeof(bool) * desc->natts);
+#define SET_COL(name, val, isnull) \
+	do { \
+		AttrNumber	k_ = JobqBulkAttnum(bulk, (name)) - 1; \
+		values[k_] = (val); \
+		nulls[k_] = (isnull); \
+	} while (0)
+	/* the same for every job */
+	SET_COL("queue", CStringGetTextDatum(queue), false);
+	SET_COL("state", CStringGetTextDatum("pending"), false);
+	SET_COL("priority", Int32GetDatum(opt->priority), false);
+	SET_COL("run_at", opt->run_at_null ?
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()) : opt->run_at,
+			false);
+	SET_COL("attempt", Int32GetDatum(0), false);
+	SET_COL("max_attempts", opt->max_attempts, opt->max_attempts_null);
+	SET_COL("timeout", opt->timeout, opt->timeout_null);
+	SET_COL("owner", ObjectIdGetDatum(owner), false);
+	SET_COL("created_at", TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	SET_COL("snoozes", Int32GetDatum(0), false);
+#undef SET_COL
+	a_id = JobqBulkAttnum(bulk, "id") - 1;
+	a_payload = JobqBulkAttnum(bulk, "payload") - 1;
+	nulls[a_id] = false;
+	nulls[a_payload] = false;
+
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq submit_batch row",
+									ALLOCSET_DEFAULT_SIZES);
+	it = JsonbIteratorInit(&payloads->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		isnull = false;
+
+		if (tok != WJB_ELEM)
+			continue;
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+		values[a_id] = Int64GetDatum(nextval_internal(seq, false));
+		values[a_payload] = JsonbPGetDatum(JsonbValueToJsonb(&v));
+		JobqBulkAdd(bulk, values, nulls);
+		MemoryContextSwitchTo(oldcxt);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &values[a_id], &isnull);
+		MemoryContextReset(row_cxt);
+	}
+	MemoryContextDelete(row_cxt);
+	JobqBulkEnd(bulk);
+	return true;
+}
+
+/*
  * jobq.submit_batch(queue text, payloads jsonb, run_at, priority,
  *					 unique_key, max_attempts, timeout) RETURNS SETOF bigint
  *
@@ -586,6 +669,16 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 				 errmsg("submit_batch cannot submit to queue \"%s\" of kind http", queue),
 				 errdetail("Jobs of an http queue are HTTP requests, validated one by one."),
 				 errhint("Use jobq.submit_http for each request.")));
+
+	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo))
+	{
+		if (strcmp(info.kind, "external") != 0 &&
+			JsonContainerSize(&payloads->root) > 0)
+			JobqWakeAtCommit();
+		SPI_finish();
+		RestoreCaller(&sw);
+		return (Datum) 0;
+	}
 
 	plan = JobqKeptPlan(&plan_insert_batch,
 					"INSERT INTO jobq.jobs_active "

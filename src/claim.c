@@ -21,6 +21,7 @@
 #include "jobq.h"
 #include "claim.h"
 #include "upkeep.h"
+#include "bulk_insert.h"
 
 #include "access/genam.h"
 #include "access/stratnum.h"
@@ -45,6 +46,8 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
+#include "access/htup_details.h"
 
 /*
  * The queue cache: rebuilt, never patched.  Claimed jobs point at their
@@ -663,10 +666,151 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 	return true;
 }
 
+/* The attribute of desc named attname (0-based), or -1. */
+static int
+AttIndex(TupleDesc desc, const char *attname)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * ClaimRecordCompleted through the table AM (bulk_insert.c): false, having
+ * written nothing, when jobs_final or job_attempts has a trigger.
+ */
+static bool
+RecordCompletedDirect(JobqCompletions *acc)
+{
+	JobqBulkInsert *finals;
+	JobqBulkInsert *attempts;
+	TupleDesc	adesc;
+	TupleDesc	fdesc;
+	TupleDesc	tdesc;
+	HeapTupleHeader first = DatumGetHeapTupleHeader(acc->rows[0]);
+	int		   *fmap;
+	int			a_id,
+				a_attempt,
+				a_queue,
+				a_owner,
+				a_started,
+				a_worker;
+	int			f_state,
+				f_completed,
+				f_lease,
+				f_result;
+	Datum		completed = CStringGetTextDatum("completed");
+	Datum	   *avals,
+			   *fvals,
+			   *tvals;
+	bool	   *anulls,
+			   *fnulls,
+			   *tnulls;
+	int			i,
+				j;
+
+	finals = JobqBulkBegin("jobs_final");
+	if (finals == NULL)
+		return false;
+	attempts = JobqBulkBegin("job_attempts");
+	if (attempts == NULL)
+	{
+		JobqBulkEnd(finals);
+		return false;
+	}
+	fdesc = RelationGetDescr(JobqBulkRelation(finals));
+	tdesc = RelationGetDescr(JobqBulkRelation(attempts));
+	adesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(first),
+								   HeapTupleHeaderGetTypMod(first));
+
+	/* a final row is its active row, column by column (by name) ... */
+	fmap = palloc(sizeof(int) * fdesc->natts);
+	for (j = 0; j < fdesc->natts; j++)
+		fmap[j] = TupleDescAttr(fdesc, j)->attisdropped ? -1 :
+			AttIndex(adesc, NameStr(TupleDescAttr(fdesc, j)->attname));
+	/* ... but for these */
+	f_state = JobqBulkAttnum(finals, "state") - 1;
+	f_completed = JobqBulkAttnum(finals, "completed_at") - 1;
+	f_lease = JobqBulkAttnum(finals, "lease_expires_at") - 1;
+	f_result = JobqBulkAttnum(finals, "result") - 1;
+	a_id = AttIndex(adesc, "id");
+	a_attempt = AttIndex(adesc, "attempt");
+	a_queue = AttIndex(adesc, "queue");
+	a_owner = AttIndex(adesc, "owner");
+	a_started = AttIndex(adesc, "started_at");
+	a_worker = AttIndex(adesc, "worker");
+	if (a_id < 0 || a_attempt < 0 || a_queue < 0 || a_owner < 0 ||
+		a_started < 0 || a_worker < 0)
+		elog(ERROR, "jobq: jobq.jobs_active lacks a column of job_attempts");
+
+	avals = palloc(sizeof(Datum) * adesc->natts);
+	anulls = palloc(sizeof(bool) * adesc->natts);
+	fvals = palloc(sizeof(Datum) * fdesc->natts);
+	fnulls = palloc(sizeof(bool) * fdesc->natts);
+	tvals = palloc(sizeof(Datum) * tdesc->natts);
+	tnulls = palloc(sizeof(bool) * tdesc->natts);
+
+	for (i = 0; i < acc->n; i++)
+	{
+		HeapTupleHeader th = DatumGetHeapTupleHeader(acc->rows[i]);
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(th);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = th;
+		heap_deform_tuple(&tup, adesc, avals, anulls);
+
+		for (j = 0; j < fdesc->natts; j++)
+		{
+			fnulls[j] = fmap[j] < 0 || anulls[fmap[j]];
+			fvals[j] = fnulls[j] ? (Datum) 0 : avals[fmap[j]];
+		}
+		fvals[f_state] = completed;
+		fnulls[f_state] = false;
+		fvals[f_completed] = acc->finished[i];
+		fnulls[f_completed] = false;
+		fnulls[f_lease] = true;
+		fvals[f_result] = acc->results[i];
+		fnulls[f_result] = acc->result_nulls[i];
+		JobqBulkAdd(finals, fvals, fnulls);
+
+		memset(tnulls, true, sizeof(bool) * tdesc->natts);
+#define SET_ATTEMPT_COL(name, val, isnull) \
+		do { \
+			int			k_ = JobqBulkAttnum(attempts, (name)) - 1; \
+			tvals[k_] = (val); \
+			tnulls[k_] = (isnull); \
+		} while (0)
+		SET_ATTEMPT_COL("job_id", avals[a_id], anulls[a_id]);
+		SET_ATTEMPT_COL("attempt", avals[a_attempt], anulls[a_attempt]);
+		SET_ATTEMPT_COL("queue", avals[a_queue], anulls[a_queue]);
+		SET_ATTEMPT_COL("owner", avals[a_owner], anulls[a_owner]);
+		SET_ATTEMPT_COL("started_at", avals[a_started], anulls[a_started]);
+		SET_ATTEMPT_COL("finished_at", acc->finished[i], false);
+		SET_ATTEMPT_COL("outcome", completed, false);
+		SET_ATTEMPT_COL("worker", avals[a_worker], anulls[a_worker]);
+#undef SET_ATTEMPT_COL
+		JobqBulkAdd(attempts, tvals, tnulls);
+	}
+	ReleaseTupleDesc(adesc);
+	JobqBulkEnd(finals);
+	JobqBulkEnd(attempts);
+	return true;
+}
+
 /*
  * The second half, once per batch in the outer transaction: the final rows
- * and the attempt rows of every job taken, in one statement.  The columns
- * written are those of ClaimComplete.
+ * and the attempt rows of every job taken.  The columns written are those
+ * of ClaimComplete.  Directly through the table AM, or, when a user put a
+ * trigger on one of the tables, in one statement.
  */
 void
 ClaimRecordCompleted(JobqCompletions *acc)
@@ -679,6 +823,11 @@ ClaimRecordCompleted(JobqCompletions *acc)
 
 	if (acc->n == 0)
 		return;
+	if (RecordCompletedDirect(acc))
+	{
+		acc->n = 0;
+		return;
+	}
 	if (!OidIsValid(jobs_active_array_type))
 	{
 		Oid			relid = get_relname_relid("jobs_active",

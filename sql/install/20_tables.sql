@@ -150,8 +150,12 @@ ALTER TABLE jobq.jobs_final ADD PRIMARY KEY (id);
 
 -- The claim: equality on queue, then the ORDER BY of the claim, only over
 -- pending rows.
+-- Its keys are unique (id is one of them), so btree deduplication, which
+-- runs whenever a leaf page fills, never finds anything to merge: off, it
+-- costs nothing (it was 4% of a submit_batch).
 CREATE INDEX jobs_active_claim_idx ON jobq.jobs_active
-    (queue, priority DESC, run_at, id) WHERE state OPERATOR(pg_catalog.=) 'pending';
+    (queue, priority DESC, run_at, id) WITH (deduplicate_items = off)
+    WHERE state OPERATOR(pg_catalog.=) 'pending';
 COMMENT ON INDEX jobq.jobs_active_claim_idx IS 'jobq: the claim order of pending jobs of a queue';
 -- unique_key is free again the moment its job leaves jobs_active.
 CREATE UNIQUE INDEX jobs_active_unique_key_idx ON jobq.jobs_active

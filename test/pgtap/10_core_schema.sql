@@ -42,7 +42,7 @@ SELECT columns_are('jobq', 'retry_policies', ARRAY['queue', 'error_class', 'retr
 SELECT col_is_pk('jobq', 'jobs_active', 'id', 'jobs_active primary key on id');
 SELECT col_is_pk('jobq', 'jobs_final', 'id', 'jobs_final primary key on id');
 SELECT is((SELECT pg_get_indexdef('jobq.jobs_active_claim_idx'::regclass)),
-          'CREATE INDEX jobs_active_claim_idx ON jobq.jobs_active USING btree (queue, priority DESC, run_at, id) WHERE (state = ''pending''::text)',
+          'CREATE INDEX jobs_active_claim_idx ON jobq.jobs_active USING btree (queue, priority DESC, run_at, id) WITH (deduplicate_items=off) WHERE (state = ''pending''::text)',
           'claim index: queue, priority DESC, run_at, id over pending jobs');
 SELECT is((SELECT pg_get_indexdef('jobq.jobs_active_unique_key_idx'::regclass)),
           'CREATE UNIQUE INDEX jobs_active_unique_key_idx ON jobq.jobs_active USING btree (queue, unique_key) WHERE (unique_key IS NOT NULL)',

@@ -3,7 +3,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 SELECT jobq.create_queue('ts_ext', max_attempts => 3);
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
@@ -56,6 +56,21 @@ SELECT is((SELECT count(*)::int FROM jobq.submit_batch('ts_ext', '[]')), 0, 'an 
 SELECT throws_ok($$SELECT jobq.submit_batch('ts_ext', '{"a": 1}')$$, '22023', NULL, 'payloads must be an array');
 SELECT throws_ok($$SELECT jobq.submit_batch('ts_ext', '[1]', unique_key => 'k')$$, '0A000', NULL,
                  'submit_batch takes no unique_key');
+-- submit_batch writes its rows directly (bulk_insert.c): the same row submit writes
+INSERT INTO ids SELECT 'same1', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s');
+INSERT INTO ids SELECT 'same2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}]', priority => 4, max_attempts => 5, timeout => '7 s') AS t(id);
+SELECT is((SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same2'),
+          (SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
+          'submit_batch writes every column as submit does');
+-- ... unless jobs_active has a trigger: then through SQL, and it fires
+CREATE TABLE public.ts_seen (id bigint);
+CREATE FUNCTION public.ts_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.ts_seen VALUES (NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER ts_note AFTER INSERT ON jobq.jobs_active FOR EACH ROW EXECUTE FUNCTION public.ts_note();
+INSERT INTO ids SELECT 'bt' || n, id FROM jobq.submit_batch('ts_ext', '[1, 2]') WITH ORDINALITY AS t(id, n);
+SELECT is((SELECT count(*)::int FROM public.ts_seen WHERE id IN (SELECT id FROM ids WHERE name LIKE 'bt_')), 2,
+          'a trigger on jobs_active fires for every job of a submit_batch');
+DROP TRIGGER ts_note ON jobq.jobs_active;
 
 -- submit_http
 INSERT INTO ids SELECT 'http', jobq.submit_http('https://example.com/hook?x=1', 'post',
