@@ -446,7 +446,7 @@ SubmitOne(const char *queue, Datum payload,
 
 	/* nothing in the server runs external queues: no wake-up to pay for */
 	if (strcmp(info.kind, "external") != 0)
-		JobqWakeAtCommit();
+		JobqWakeAtCommitForQueue(queue);
 	SPI_finish();
 	RestoreCaller(&sw);
 	return id;
@@ -674,7 +674,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	{
 		if (strcmp(info.kind, "external") != 0 &&
 			JsonContainerSize(&payloads->root) > 0)
-			JobqWakeAtCommit();
+			JobqWakeAtCommitForQueue(queue);
 		SPI_finish();
 		RestoreCaller(&sw);
 		return (Datum) 0;
@@ -711,7 +711,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	}
 
 	if (SPI_processed > 0 && strcmp(info.kind, "external") != 0)
-		JobqWakeAtCommit();
+		JobqWakeAtCommitForQueue(queue);
 	SPI_finish();
 	RestoreCaller(&sw);
 	return (Datum) 0;

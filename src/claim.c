@@ -216,6 +216,7 @@ ClaimRefreshQueues(void)
 		Datum		d;
 
 		q->name = SPI_getvalue(tup, desc, 1);
+		q->name_hash = JobqQueueNameHash(q->name);
 		d = SPI_getbinval(tup, desc, 2, &isnull);
 		q->handler = isnull ? InvalidOid : DatumGetObjectId(d);
 		d = SPI_getbinval(tup, desc, 3, &isnull);

@@ -19,6 +19,7 @@
 typedef struct JobqQueue
 {
 	char	   *name;
+	uint32		name_hash;		/* JobqQueueNameHash(name): wake-up hints */
 	Oid			handler;		/* InvalidOid: handler dropped */
 	FmgrInfo	flinfo;
 	Oid			rettype;

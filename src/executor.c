@@ -64,6 +64,30 @@ static TimestampTz recovered_at = 0;
 static TimestampTz next_due_at = 0;	/* earliest pending run_at seen */
 static bool claim_busy = false;		/* a limited queue was being claimed */
 
+/*
+ * Whether an executor that has just run jobs must look for more before it
+ * sleeps.  The last claim found nothing; it need not look again when no job
+ * became runnable since that claim looked: no waking commit since
+ * (jobq_shared->wake_seq unchanged from empty_claim_seq, read before the
+ * claim took its snapshot), no job of the burst failed, was snoozed or was
+ * released (a retry is due at a time only ClaimNextDue finds), and no queue
+ * is rate or concurrency limited (their jobs become claimable with no
+ * commit at all).  Without this rule every burst, however short, ended with
+ * an extra claim round of one statement per queue (and a re-read of the
+ * queue list): a lone job cost its executor a claim round more.
+ */
+static bool empty_claim_valid = false;
+static uint64 empty_claim_seq = 0;
+static bool burst_needs_recheck = false;
+
+/* Nothing can be claimable that the last (empty) claim did not see. */
+static bool
+NothingNewSinceEmptyClaim(void)
+{
+	return !burst_needs_recheck && empty_claim_valid &&
+		pg_atomic_read_u64(&jobq_shared->wake_seq) == empty_claim_seq;
+}
+
 /* A limited queue skipped as busy is looked at again this soon. */
 #define BUSY_RETRY_MS 10
 
@@ -254,10 +278,10 @@ RecoverLostJobs(void)
 
 /* jobq's pg_extension OID here and the activation count, both at start. */
 static Oid	extension_oid = InvalidOid;
-static uint32 start_activations = 0;
+static uint32 loop_activations = 0;
 
 static void
-BeginJobTransaction(void)
+BeginJobTransaction(bool check_extension)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -273,11 +297,18 @@ BeginJobTransaction(void)
 	{
 		/* a DROP EXTENSION holds it: wait, then see whether it committed */
 		LockDatabaseObject(ExtensionRelationId, extension_oid, 0, AccessShareLock);
-		if (get_extension_oid(JOBQ_EXTENSION_NAME, true) != extension_oid)
-		{
-			AbortCurrentTransaction();
-			LeaveDatabase(start_activations);
-		}
+		check_extension = true;
+	}
+
+	/*
+	 * DROP EXTENSION: looked at in the first transaction of a burst (its own
+	 * transaction would cost a pickup some 50 us), and after waiting above.
+	 */
+	if (check_extension && OidIsValid(extension_oid) &&
+		get_extension_oid(JOBQ_EXTENSION_NAME, true) != extension_oid)
+	{
+		AbortCurrentTransaction();
+		LeaveDatabase(loop_activations);
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
@@ -312,12 +343,80 @@ CompleteJob(JobqSqlRun *run, void *arg)
 }
 
 /*
+ * Handler calls of the current batch, one FmgrInfo per (queue, owner).
+ *
+ * Why: a SQL-language function keeps its parsed and planned body in its
+ * FmgrInfo only while the subtransaction that made it is alive, so with
+ * one subtransaction per job, PostgreSQL 15 parsed and planned the
+ * handler again for every job (a quarter of an executor's time for a
+ * no-op job).  The jobs of a batch run in a chain of nested
+ * subtransactions instead (RunBatch), so a body planned for the batch's
+ * first job of a queue serves the next ones.
+ *
+ * Per owner, not per queue: the handler's body is parsed with the job
+ * owner's search_path, whose "$user" differs between owners.  An entry
+ * whose call failed is dropped: the body's execution state may have been
+ * cut off half way.  Entries live in the batch's memory (reset by
+ * RunBatch); PL/pgSQL and other handlers simply find their own cache again.
+ */
+typedef struct BatchHandler
+{
+	JobqQueue  *queue;
+	Oid			owner;
+	FmgrInfo   *flinfo;
+} BatchHandler;
+
+static BatchHandler batch_handlers[JOBQ_MAX_BATCH];
+static int	nbatch_handlers = 0;
+static MemoryContext batch_handler_cxt = NULL;	/* NULL: no batch running */
+
+static FmgrInfo *
+BatchHandlerFor(JobqClaimedJob *job)
+{
+	int			i;
+	BatchHandler *h;
+
+	if (batch_handler_cxt == NULL)
+		return &job->queue->flinfo;
+	for (i = 0; i < nbatch_handlers; i++)
+	{
+		if (batch_handlers[i].queue == job->queue &&
+			batch_handlers[i].owner == job->owner)
+			return batch_handlers[i].flinfo;
+	}
+	if (nbatch_handlers == JOBQ_MAX_BATCH)
+		return &job->queue->flinfo;
+	h = &batch_handlers[nbatch_handlers++];
+	h->queue = job->queue;
+	h->owner = job->owner;
+	h->flinfo = MemoryContextAlloc(batch_handler_cxt, sizeof(FmgrInfo));
+	fmgr_info_copy(h->flinfo, &job->queue->flinfo, batch_handler_cxt);
+	return h->flinfo;
+}
+
+static void
+ForgetBatchHandler(FmgrInfo *flinfo)
+{
+	int			i;
+
+	for (i = 0; i < nbatch_handlers; i++)
+	{
+		if (batch_handlers[i].flinfo == flinfo)
+		{
+			batch_handlers[i] = batch_handlers[--nbatch_handlers];
+			return;
+		}
+	}
+}
+
+/*
  * Run one claimed job inside the current transaction: the handler and its
  * completion in one subtransaction (both or neither), or, when it failed,
- * the failure recorded through the retry engine.
+ * the failure recorded through the retry engine.  chained: leave a
+ * successful job's subtransaction open (see BatchHandler).
  */
 static void
-RunJobInTransaction(JobqClaimedJob *job)
+RunJobInTransaction(JobqClaimedJob *job, bool chained)
 {
 	JobqSqlRun	run;
 	MemoryContext oldcxt = MemoryContextSwitchTo(job_cxt);
@@ -338,7 +437,8 @@ RunJobInTransaction(JobqClaimedJob *job)
 	run.job_id = job->id;
 	run.owner = job->owner;
 	run.handler = job->queue->handler;
-	run.flinfo = &job->queue->flinfo;
+	run.flinfo = chained ? BatchHandlerFor(job) : &job->queue->flinfo;
+	run.keep_subxact = chained;
 	run.rettype = job->queue->rettype;
 	run.payload = job->payload;
 	run.timeout_ms = job->timeout_ms;
@@ -346,6 +446,12 @@ RunJobInTransaction(JobqClaimedJob *job)
 	run.on_success_arg = job;
 	RunSqlHandler(&run);
 
+	if (!run.ok)
+	{
+		burst_needs_recheck = true;
+		if (chained)
+			ForgetBatchHandler(run.flinfo);
+	}
 	if (run.ok || run.fenced)
 		;						/* recorded, or not ours to record */
 	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
@@ -369,21 +475,35 @@ RunJobInTransaction(JobqClaimedJob *job)
 /*
  * Claim up to want jobs over the SQL queues, round robin, in the current
  * transaction, into jobs[] (allocated in cxt).
+ *
+ * first: the claim that starts a burst (after a wake-up, a timeout or the
+ * previous burst).  Latency matters more than a full batch there: it looks
+ * first at the queue the waking submit named, and stops at the first queue
+ * that gives jobs (the claims made between batches fill up from the
+ * others).  It alone looks again with a fresh queue list when it finds
+ * nothing: it may have been woken for a queue created since.
  */
 static int
-ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
+ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 {
 	int			nclaimed = 0;
 	int			nqueues;
 	int			k;
 	long		claim_us = 0;	/* in the claim statements only */
+	uint32		hint = 0;
+	uint64		seq;
 
+	/* before any claim's snapshot: see empty_claim_seq */
+	seq = pg_atomic_fetch_add_u64(&jobq_shared->wake_seq, 0);
+	if (first)
+		hint = pg_atomic_exchange_u32(&my_slot->wake_queue_hash, 0);
 	claim_busy = false;
 	JobqReplanIfResized();
 	for (;;)
 	{
 		bool		refreshed = false;
 		TimestampTz now = GetCurrentTimestamp();
+		int			hinted = -1;
 
 		if (TimestampDifferenceExceeds(queues_refreshed_at, now, QUEUE_REFRESH_MS))
 		{
@@ -392,29 +512,51 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt)
 			refreshed = true;
 		}
 		nqueues = ClaimQueueCount();
-		for (k = 0; k < nqueues && nclaimed < want; k++)
+		for (k = 0; hint != 0 && k < nqueues; k++)
 		{
-			JobqQueue  *q = ClaimQueue((rr_next + k) % nqueues);
-			MemoryContext spicxt = MemoryContextSwitchTo(cxt);
+			if (ClaimQueue(k)->name_hash == hint)
+				hinted = k;
+		}
+		/* the hinted queue, then the others round robin (skipping it) */
+		for (k = (hinted >= 0 ? -1 : 0); k < nqueues && nclaimed < want; k++)
+		{
+			int			qi = (k < 0) ? hinted : (rr_next + k) % nqueues;
+			JobqQueue  *q;
+			MemoryContext spicxt;
+			TimestampTz t0;
 
-			TimestampTz t0 = GetCurrentTimestamp();
-
+			if (k >= 0 && qi == hinted)
+				continue;
+			q = ClaimQueue(qi);
+			spicxt = MemoryContextSwitchTo(cxt);
+			t0 = GetCurrentTimestamp();
 			nclaimed += ClaimJobs(q, want - nclaimed, my_slot->token,
 								  worker_name, &jobs[nclaimed], &claim_busy);
 			claim_us += (long) (GetCurrentTimestamp() - t0);
+			my_slot->claims++;
 			MemoryContextSwitchTo(spicxt);
+			if (first && nclaimed > 0)
+				break;
 		}
 
 		/*
 		 * Nothing, with a cached queue list: the job we were woken for may
 		 * be in a queue created since.  Look once more with a fresh list.
 		 */
-		if (nclaimed > 0 || refreshed)
+		if (nclaimed > 0 || refreshed || !first)
 			break;
 		queues_refreshed_at = 0;
 	}
 	if (nqueues > 0)
 		rr_next = (rr_next + 1) % nqueues;
+
+	empty_claim_valid = (nclaimed == 0 && !claim_busy);
+	empty_claim_seq = seq;
+	for (k = 0; k < nqueues && empty_claim_valid; k++)
+	{
+		if (ClaimQueue(k)->limited)
+			empty_claim_valid = false;
+	}
 
 	/* only the claim statements count: not a queue-list refresh or re-plan */
 	if (claim_us > CLAIM_SLOW_US && nclaimed < want)
@@ -477,18 +619,18 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 
 		if (shutdown_requested)
 		{
-			BeginJobTransaction();
+			BeginJobTransaction(false);
 			for (; i < njobs; i++)
 				(void) ClaimRelease(jobs[i].id, jobs[i].attempt);
 			EndJobTransaction(true);
 			return;
 		}
-		BeginJobTransaction();
-		RunJobInTransaction(&jobs[i]);
+		BeginJobTransaction(false);
+		RunJobInTransaction(&jobs[i], false);
 		edata = TryCommit();
 		if (edata != NULL)
 		{
-			BeginJobTransaction();
+			BeginJobTransaction(false);
 			(void) ClaimFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
 							 unpack_sql_state(edata->sqlerrcode), edata->detail);
 			EndJobTransaction(true);
@@ -515,7 +657,7 @@ ClaimNextInBatch(JobqClaimedJob *next, MemoryContext next_cxt)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		nnext = ClaimRound(next, BatchSize(), next_cxt);
+		nnext = ClaimRound(next, BatchSize(), next_cxt, false);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -525,6 +667,7 @@ ClaimNextInBatch(JobqClaimedJob *next, MemoryContext next_cxt)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		nnext = 0;
+		empty_claim_valid = false;
 		MemoryContextReset(next_cxt);
 		/* the cached queue list may be what failed: rebuild it */
 		queues_refreshed_at = 0;
@@ -553,6 +696,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	JobqCompletions completions;
 	ErrorData  *edata;
 	int			ran = 0;
+	int			chain_level;
 
 	*nnext = 0;
 	if (completions_cxt == NULL)
@@ -561,8 +705,11 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	MemoryContextReset(completions_cxt);
 	completions.n = 0;
 	batch_completions = &completions;
+	batch_handler_cxt = completions_cxt;
+	nbatch_handlers = 0;
 
-	BeginJobTransaction();
+	BeginJobTransaction(false);
+	chain_level = GetCurrentTransactionNestLevel();
 	while (ran < njobs)
 	{
 		if (shutdown_requested)
@@ -574,10 +721,21 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 		if (ran > 0 && TimestampDifferenceExceeds(batch_start, GetCurrentTimestamp(),
 												  BATCH_MAX_MS))
 			break;
-		RunJobInTransaction(&jobs[ran++]);
+		RunJobInTransaction(&jobs[ran++], true);
 	}
+	/* commit the chain of the jobs' subtransactions into the batch's */
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		while (GetCurrentTransactionNestLevel() > chain_level)
+			ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+	}
+	batch_handler_cxt = NULL;
+	nbatch_handlers = 0;
 	batch_completions = NULL;
 	ClaimRecordCompleted(&completions);
+	empty_claim_valid = false;
 	if (ran == njobs && !shutdown_requested && !ClaimPaused())
 		*nnext = ClaimNextInBatch(next, next_cxt);
 
@@ -590,6 +748,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 						ran, edata->message)));
 		FreeErrorData(edata);
 		*nnext = 0;				/* the next claims rolled back too */
+		empty_claim_valid = false;
 		RunJobsAlone(jobs, ran);
 	}
 	return ran;
@@ -601,7 +760,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
  * handling then finds the extension gone and leaves cleanly.)
  */
 static int
-ProcessJobs(void)
+ProcessJobs(bool check_extension)
 {
 	static JobqClaimedJob buffers[2][MAX_BATCH];
 	static MemoryContext cxts[2] = {NULL, NULL};
@@ -620,10 +779,11 @@ ProcessJobs(void)
 	/* stopping: claiming now would only release the jobs again */
 	if (shutdown_requested)
 		return 0;
+	burst_needs_recheck = false;
 	holding_jobs = true;
-	BeginJobTransaction();
+	BeginJobTransaction(check_extension);
 	MemoryContextReset(cxts[cur]);
-	njobs = ClaimRound(buffers[cur], BatchSize(), cxts[cur]);
+	njobs = ClaimRound(buffers[cur], BatchSize(), cxts[cur], true);
 	if (njobs == 0)
 	{
 		next_due_at = ClaimNextDue();
@@ -644,7 +804,7 @@ ProcessJobs(void)
 		int			ran;
 
 		if (njobs == MAX_BATCH)
-			(void) JobqWakeIdleExecutor(my_slot);	/* more work */
+			(void) JobqWakeIdleExecutor(my_slot, 0);	/* more work */
 		MemoryContextSwitchTo(cxts[cur]);
 		ran = RunBatch(buffers[cur], njobs, buffers[1 - cur], &nnext, cxts[1 - cur]);
 		total += ran;
@@ -695,8 +855,10 @@ ExecutorLoop(uint32 activations)
 	MemoryContext loop_cxt = AllocSetContextCreate(TopMemoryContext,
 												   "jobq executor loop",
 												   ALLOCSET_DEFAULT_SIZES);
-
 	bool		busy = false;
+	bool		must_look = true;	/* at start, and after a timeout */
+
+	loop_activations = activations;
 
 	for (;;)
 	{
@@ -721,10 +883,6 @@ ExecutorLoop(uint32 activations)
 		 */
 		SetSlotState(JOBQ_STATE_IDLE);
 
-		/* DROP EXTENSION: checked between bursts, not per round */
-		if (!busy && !ExtensionInstalled())
-			LeaveDatabase(activations);
-
 		/* external workers' claims count too, and wake us for this */
 		if (JobqVacuumDue())
 			JobqVacuumJobsActive();
@@ -741,9 +899,13 @@ ExecutorLoop(uint32 activations)
 				ExitCleanly();
 		}
 
+		if (!must_look && !busy && NothingNewSinceEmptyClaim())
+			goto sleep;
+
 		PG_TRY();
 		{
-			handled = ProcessJobs();
+			/* DROP EXTENSION: checked between bursts, not per round */
+			handled = ProcessJobs(!busy);
 		}
 		PG_CATCH();
 		{
@@ -762,13 +924,19 @@ ExecutorLoop(uint32 activations)
 		}
 		PG_END_TRY();
 		busy = handled > 0;
-		if (busy)
+		if (busy && !NothingNewSinceEmptyClaim())
 			continue;
+		busy = false;
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 IdleTimeoutMs(), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+sleep:
+		{
+			int			rc = WaitLatch(MyLatch,
+									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   IdleTimeoutMs(), PG_WAIT_EXTENSION);
+
+			ResetLatch(MyLatch);
+			must_look = (rc & WL_TIMEOUT) != 0;
+		}
 	}
 }
 
@@ -819,7 +987,6 @@ jobq_executor_main(Datum main_arg)
 	pgstat_report_appname("jobq executor");
 
 	activations = CurrentActivations();
-	start_activations = activations;
 	if (!ExtensionInstalled())
 		LeaveDatabase(activations);
 	SetCurrentStatementStartTimestamp();

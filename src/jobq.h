@@ -85,7 +85,16 @@ typedef struct JobqWorkerSlot
 	int64		warn_after_ms;	/* slow threshold of the running job */
 	bool		warned_slow;	/* launcher logged it already */
 	uint64		jobs_done;
+	uint64		claims;			/* claim statements run (one per queue looked at) */
 	pg_atomic_uint64 cancel_job_id;
+
+	/*
+	 * Set with the latch by the commit that wakes this executor: a hash of
+	 * the queue name submitted to (JobqQueueNameHash), so the claim looks
+	 * there first; 0 when not known.  A hint only: read and cleared by the
+	 * executor without a lock.
+	 */
+	pg_atomic_uint32 wake_queue_hash;
 	char		last_error[128];
 } JobqWorkerSlot;
 
@@ -133,6 +142,14 @@ typedef struct JobqShared
 	Latch	   *launcher_latch;
 	pg_atomic_uint64 next_token;
 	pg_atomic_uint32 launcher_wake_pending;
+
+	/*
+	 * Bumped by every commit that makes a job runnable (JobqWakeAtCommit),
+	 * in any database, after the commit is visible.  An executor that read
+	 * it before a claim that found nothing knows, when it is unchanged,
+	 * that no job has become runnable since: it need not look again.
+	 */
+	pg_atomic_uint64 wake_seq;
 	int			nslots;
 	JobqDatabase databases[JOBQ_MAX_DATABASES];
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -142,7 +159,9 @@ extern JobqShared *jobq_shared;
 
 extern void JobqShmemInstallHooks(void);
 extern void JobqWakeAtCommit(void);
-extern bool JobqWakeIdleExecutor(JobqWorkerSlot *except);
+extern void JobqWakeAtCommitForQueue(const char *queue);
+extern bool JobqWakeIdleExecutor(JobqWorkerSlot *except, uint32 queue_hash);
+extern uint32 JobqQueueNameHash(const char *queue);
 extern void JobqActivateAtCommit(void);
 extern void JobqCancelAtCommit(int64 job_id);
 extern void JobqSetDatabaseBlocked(Oid dboid, bool blocked);

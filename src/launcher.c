@@ -286,6 +286,7 @@ StartExecutor(Oid dboid, JobqWorkerKind kind)
 		slot->job_id = 0;
 		slot->since = slot->reserved_at;
 		slot->jobs_done = 0;
+		slot->claims = 0;
 		slot->last_error[0] = '\0';
 		pg_atomic_write_u64(&slot->cancel_job_id, 0);
 		idx = i;

@@ -47,7 +47,7 @@ StateName(JobqWorkerState state)
 /*
  * jobq._workers(): one row for the launcher and one per executor slot in
  * use, all databases (pid, database, kind, state, job_id, since, jobs_done,
- * last_error).
+ * last_error, claims).
  */
 Datum
 jobq_worker_slots(PG_FUNCTION_ARGS)
@@ -61,8 +61,8 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 
 	if (jobq_shared->launcher_pid != 0)
 	{
-		Datum		values[8];
-		bool		nulls[8];
+		Datum		values[9];
+		bool		nulls[9];
 
 		memset(nulls, true, sizeof(nulls));
 		values[0] = Int32GetDatum(jobq_shared->launcher_pid);
@@ -77,8 +77,8 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 	for (i = 0; i < jobq_shared->nslots; i++)
 	{
 		JobqWorkerSlot *slot = &jobq_shared->slots[i];
-		Datum		values[8];
-		bool		nulls[8];
+		Datum		values[9];
+		bool		nulls[9];
 		int			pid = slot->pid;
 		JobqWorkerKind kind = slot->kind;
 		Oid			dboid = slot->dboid;
@@ -107,6 +107,7 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		last_error[sizeof(last_error) - 1] = '\0';
 		values[7] = CStringGetTextDatum(last_error);
 		nulls[7] = (last_error[0] == '\0');
+		values[8] = Int64GetDatum((int64) slot->claims);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

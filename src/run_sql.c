@@ -307,13 +307,20 @@ RunSqlHandler(JobqSqlRun *run)
 			run->fenced = true;
 			RollbackAndReleaseCurrentSubTransaction();
 		}
+		else if (run->keep_subxact)
+		{
+			/* still inside it: its resource owner stays current */
+			run->ok = true;
+		}
 		else
 		{
 			ReleaseCurrentSubTransaction();
+			CurrentResourceOwner = oldowner;
 			run->ok = true;
 		}
+		if (!run->ok)
+			CurrentResourceOwner = oldowner;
 		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 	}
 	PG_CATCH();
 	{

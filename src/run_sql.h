@@ -48,6 +48,13 @@ typedef struct JobqSqlRun
 	bool		(*on_success) (struct JobqSqlRun *run, void *arg);
 	void	   *on_success_arg;
 
+	/*
+	 * On success, leave the job's subtransaction open (the caller releases
+	 * it, with those of the batch's other jobs: see RunBatch), so that the
+	 * next job's subtransaction is its child.
+	 */
+	bool		keep_subxact;
+
 	/* outputs */
 	bool		ok;				/* handler succeeded and completion recorded */
 	bool		fenced;			/* handler succeeded, completion refused */

@@ -23,6 +23,7 @@
 #include "jobq.h"
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -36,6 +37,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* Backend-local: what to do when the current transaction commits. */
 static bool wake_pending = false;
+static uint32 wake_queue_hash = 0;	/* of the last queue submitted to */
 static bool activate_pending = false;
 
 /* Running jobs cancelled by this transaction, interrupted at its commit. */
@@ -91,8 +93,12 @@ JobqShmemStartup(void)
 		pg_atomic_init_u64(&jobq_shared->next_token,
 						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u32(&jobq_shared->launcher_wake_pending, 0);
+		pg_atomic_init_u64(&jobq_shared->wake_seq, 0);
 		for (i = 0; i < jobq_shared->nslots; i++)
+		{
 			pg_atomic_init_u64(&jobq_shared->slots[i].cancel_job_id, 0);
+			pg_atomic_init_u32(&jobq_shared->slots[i].wake_queue_hash, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -188,6 +194,23 @@ void
 JobqWakeAtCommit(void)
 {
 	wake_pending = true;
+}
+
+/* The same, for a job of queue: the woken executor claims there first. */
+void
+JobqWakeAtCommitForQueue(const char *queue)
+{
+	wake_pending = true;
+	wake_queue_hash = JobqQueueNameHash(queue);
+}
+
+/* Never 0, which means "no queue" in wake_queue_hash. */
+uint32
+JobqQueueNameHash(const char *queue)
+{
+	uint32		h = hash_bytes((const unsigned char *) queue, (int) strlen(queue));
+
+	return h == 0 ? 1 : h;
 }
 
 /*
@@ -291,7 +314,7 @@ JobqCancelAtCommit(int64 job_id)
  * one empty claim.  Called from commit callbacks, so it must not throw.
  */
 bool
-JobqWakeIdleExecutor(JobqWorkerSlot *except)
+JobqWakeIdleExecutor(JobqWorkerSlot *except, uint32 queue_hash)
 {
 	int			i;
 
@@ -306,6 +329,7 @@ JobqWakeIdleExecutor(JobqWorkerSlot *except)
 		latch = slot->latch;
 		if (latch != NULL)
 		{
+			pg_atomic_write_u32(&slot->wake_queue_hash, queue_hash);
 			SetLatch(latch);
 			return true;
 		}
@@ -343,12 +367,17 @@ JobqXactCallback(XactEvent event, void *arg)
 				if (activate_pending)
 					ActivateDatabase();
 				if (wake_pending)
-					(void) JobqWakeIdleExecutor(NULL);
+				{
+					/* a full barrier: ordered after the commit became visible */
+					pg_atomic_fetch_add_u64(&jobq_shared->wake_seq, 1);
+					(void) JobqWakeIdleExecutor(NULL, wake_queue_hash);
+				}
 				while (npending_cancels > 0)
 					PostCancel(pending_cancels[--npending_cancels]);
 				UnblockPending();
 			}
 			wake_pending = false;
+			wake_queue_hash = 0;
 			activate_pending = false;
 			npending_cancels = 0;
 			break;
@@ -359,6 +388,7 @@ JobqXactCallback(XactEvent event, void *arg)
 			if (jobq_shared != NULL)
 				UnblockPending();
 			wake_pending = false;
+			wake_queue_hash = 0;
 			activate_pending = false;
 			npending_cancels = 0;
 			break;

@@ -104,7 +104,7 @@ JobqNoteClaimed(uint64 njobs, bool by_executor)
 	 * call an idle one in.
 	 */
 	if (!by_executor && before < Threshold(db) && before + njobs >= Threshold(db))
-		(void) JobqWakeIdleExecutor(NULL);
+		(void) JobqWakeIdleExecutor(NULL, 0);
 }
 
 /* Claimed jobs that make a VACUUM due (see the header comment). */

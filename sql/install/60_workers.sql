@@ -3,7 +3,7 @@
 CREATE FUNCTION jobq._workers(
     OUT pid integer, OUT database text, OUT kind text, OUT state text,
     OUT job_id bigint, OUT since timestamptz, OUT jobs_done bigint,
-    OUT last_error text)
+    OUT last_error text, OUT claims bigint)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_worker_slots';
@@ -12,8 +12,8 @@ COMMENT ON FUNCTION jobq._workers() IS
 
 CREATE VIEW jobq.workers AS
     SELECT w.pid, w.database, w.kind, w.state, w.job_id, w.since,
-           w.jobs_done, w.last_error
+           w.jobs_done, w.last_error, w.claims
       FROM jobq._workers() w;
 COMMENT ON VIEW jobq.workers IS
-    'jobq: the launcher and every executor (all databases): pid, database, kind (launcher | executor | probe), state (idle | running | ...), job_id being run, since (state change), jobs_done, last_error';
+    'jobq: the launcher and every executor (all databases): pid, database, kind (launcher | executor | probe), state (idle | running | ...), job_id being run, since (state change), jobs_done, last_error, claims (claim statements run: one per queue looked at; their rate is the cost of looking for work)';
 GRANT SELECT ON jobq.workers TO PUBLIC;
