@@ -62,8 +62,9 @@ static int	nqueues = 0;
 
 static SPIPlanPtr plan_queues = NULL;
 static SPIPlanPtr plan_claim = NULL;
+static SPIPlanPtr plan_claim_sql = NULL;
+static SPIPlanPtr plan_take_completed = NULL;
 static SPIPlanPtr plan_lock_queue = NULL;
-static SPIPlanPtr plan_claim_fast = NULL;
 static SPIPlanPtr plan_complete = NULL;
 static SPIPlanPtr plan_record_completed = NULL;
 static Oid	jobs_active_array_type = InvalidOid;
@@ -254,22 +255,6 @@ ClaimQueue(int i)
 	return &queues[i];
 }
 
-/* The claim order: priority DESC, run_at, id. */
-static int
-CompareClaimOrder(const void *a, const void *b)
-{
-	const JobqClaimedJob *x = (const JobqClaimedJob *) a;
-	const JobqClaimedJob *y = (const JobqClaimedJob *) b;
-
-	if (x->priority != y->priority)
-		return x->priority > y->priority ? -1 : 1;
-	if (x->run_at != y->run_at)
-		return x->run_at < y->run_at ? -1 : 1;
-	if (x->id != y->id)
-		return x->id < y->id ? -1 : 1;
-	return 0;
-}
-
 /*
  * Take the claim lock of a limited queue (its row) without waiting.  False
  * when another transaction holds it (or the queue is gone).
@@ -299,19 +284,74 @@ LockLimitedQueue(JobqQueue *q)
 	return SPI_processed == 1;
 }
 
+/* Claim order: priority DESC, run_at, id. */
+static int
+CompareClaimRows(const void *a, const void *b)
+{
+	const JobqClaimRow *x = (const JobqClaimRow *) a;
+	const JobqClaimRow *y = (const JobqClaimRow *) b;
+
+	if (x->priority != y->priority)
+		return x->priority > y->priority ? -1 : 1;
+	if (x->run_at != y->run_at)
+		return x->run_at < y->run_at ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return 0;
+}
+
 /*
- * The claim statement itself, for executors (token set) and external workers
- * (token NULL): up to max_jobs due jobs of queue become running, leased
- * until now() + lease.  Limited queues go through jobq._claim, which
- * serialises their claims on the queue row (the caller holds or waits for
- * it); others take one UPDATE, the same claim as _claim's last step, which
- * also refuses a queue paused or limited since the caller looked.
- * Result in SPI_tuptable, unordered: id, attempt, owner, payload, timeout,
- * priority, run_at, lease_expires_at.
+ * The rows of a claim made in SQL (jobq._claim), columns id, attempt,
+ * owner, payload, timeout, priority, run_at, lease_expires_at, from
+ * SPI_tuptable into rows (payloads copied into cxt), in claim order.
  */
-uint64
+int
+ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt)
+{
+	uint64		i;
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		JobqClaimRow *row = &rows[i];
+		bool		isnull;
+		Datum		d;
+		MemoryContext oldcxt;
+
+		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		row->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		oldcxt = MemoryContextSwitchTo(cxt);
+		row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		MemoryContextSwitchTo(oldcxt);
+		d = SPI_getbinval(tup, desc, 5, &row->timeout_null);
+		if (!row->timeout_null)
+			row->timeout = *DatumGetIntervalP(d);
+		row->priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		row->run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+		row->lease_expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+	}
+	/* UPDATE ... RETURNING gives the rows in heap order */
+	if (SPI_processed > 1)
+		qsort(rows, SPI_processed, sizeof(JobqClaimRow), CompareClaimRows);
+	return (int) SPI_processed;
+}
+
+/*
+ * The claim itself, for executors (token set) and external workers (token
+ * NULL): up to max_jobs due jobs of queue become running, leased until
+ * now() + lease, returned in rows (room for max_jobs; payloads in cxt) in
+ * claim order.  Limited queues go through jobq._claim, which serialises
+ * their claims on the queue row (the caller holds or waits for it); others
+ * through ClaimHeap (claim_heap.c), the same claim as _claim's last step,
+ * which also refuses a queue paused or limited since the caller looked.
+ */
+int
 ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
-			 const char *worker, int64 token, bool token_null)
+			 const char *worker, int64 token, bool token_null,
+			 JobqClaimRow *rows, MemoryContext cxt)
 {
 	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID,
 	TIMESTAMPTZOID};
@@ -319,43 +359,56 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int			ret;
+	int			n;
 
 	/*
 	 * "Due" is judged at the moment of the claim (a retry's run_at comes from
-	 * the clock), passed as $6 rather than written clock_timestamp(): a
-	 * volatile call cannot be an index condition, so every not-yet-due entry
-	 * the scan passed (all scheduled jobs of the queue, when the claim comes
-	 * back short) cost a heap fetch; as a parameter it is checked in the
-	 * index tuple.
+	 * the clock), not at the transaction's start.
+	 */
+	if (!limited)
+	{
+		n = ClaimHeap(queue, max_jobs, lease, worker, token, token_null,
+					  GetCurrentTimestamp(), rows, cxt);
+		if (n >= 0)
+		{
+			/* each claimed job leaves a dead claim-index entry: see upkeep.c */
+			JobqNoteClaimed(n, !token_null);
+			return n;
+		}
+	}
+
+	/*
+	 * As a parameter, not clock_timestamp(): a volatile call cannot be an
+	 * index condition, so every not-yet-due entry the scan passed would
+	 * cost a heap fetch.
 	 */
 	if (limited)
 		plan = JobqKeptPlan(&plan_claim,
-					   "SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout,"
-					   "       c.priority, c.run_at, c.lease_expires_at"
-					   "  FROM jobq._claim($1, $2, $3, $4, $5) c",
-					   5, argtypes);
+							"SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout,"
+							"       c.priority, c.run_at, c.lease_expires_at"
+							"  FROM jobq._claim($1, $2, $3, $4, $5) c",
+							5, argtypes);
 	else
-		plan = JobqKeptPlan(&plan_claim_fast,
-					   "UPDATE jobq.jobs_active a"
-					   "   SET state = 'running', attempt = a.attempt OPERATOR(pg_catalog.+) 1,"
-					   "       started_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),"
-					   "       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3,"
-					   "       worker = $4, claimed_by = $5"
-					   " WHERE a.id OPERATOR(pg_catalog.=) ANY (ARRAY("
-					   "  SELECT c.id FROM jobq.jobs_active c"
-					   "   WHERE c.queue OPERATOR(pg_catalog.=) $1"
-					   "     AND c.state OPERATOR(pg_catalog.=) 'pending'"
-					   "     AND c.run_at OPERATOR(pg_catalog.<=) $6"
-					   "     AND NOT EXISTS (SELECT FROM jobq.queues q"
-					   "                      WHERE q.name OPERATOR(pg_catalog.=) $1"
-					   "                        AND (q.paused OR q.concurrency IS NOT NULL"
-					   "                             OR q.rate_limit IS NOT NULL))"
-					   "   ORDER BY c.priority DESC, c.run_at, c.id"
-					   "   LIMIT $2 FOR UPDATE SKIP LOCKED))"
-					   " RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout,"
-					   "           a.priority, a.run_at, a.lease_expires_at",
-					   6, argtypes);
-
+		plan = JobqKeptPlan(&plan_claim_sql,
+							"UPDATE jobq.jobs_active a"
+							"   SET state = 'running', attempt = a.attempt OPERATOR(pg_catalog.+) 1,"
+							"       started_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),"
+							"       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3,"
+							"       worker = $4, claimed_by = $5"
+							" WHERE a.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+							"  SELECT c.id FROM jobq.jobs_active c"
+							"   WHERE c.queue OPERATOR(pg_catalog.=) $1"
+							"     AND c.state OPERATOR(pg_catalog.=) 'pending'"
+							"     AND c.run_at OPERATOR(pg_catalog.<=) $6"
+							"     AND NOT EXISTS (SELECT FROM jobq.queues q"
+							"                      WHERE q.name OPERATOR(pg_catalog.=) $1"
+							"                        AND (q.paused OR q.concurrency IS NOT NULL"
+							"                             OR q.rate_limit IS NOT NULL))"
+							"   ORDER BY c.priority DESC, c.run_at, c.id"
+							"   LIMIT $2 FOR UPDATE SKIP LOCKED))"
+							" RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout,"
+							"           a.priority, a.run_at, a.lease_expires_at",
+							6, argtypes);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(max_jobs);
 	values[2] = IntervalPGetDatum(lease);
@@ -371,9 +424,9 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
-	/* each claimed job leaves a dead claim-index entry: see upkeep.c */
-	JobqNoteClaimed(SPI_processed, !token_null);
-	return SPI_processed;
+	n = ClaimRowsFromSPI(rows, cxt);
+	JobqNoteClaimed(n, !token_null);
+	return n;
 }
 
 /*
@@ -387,9 +440,12 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 		  JobqClaimedJob *jobs, bool *busy)
 {
 	Interval	lease;
-	uint64		i;
+	int			i;
+	int			n;
+	JobqClaimRow rows[JOBQ_MAX_BATCH];
 	MemoryContext callercxt = CurrentMemoryContext;
 
+	Assert(max_jobs <= JOBQ_MAX_BATCH);
 	if (q->limited && !LockLimitedQueue(q))
 	{
 		*busy = true;
@@ -403,39 +459,28 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	memset(&lease, 0, sizeof(lease));
 	lease.time = (q->timeout_ms * max_jobs + 60000) * 1000;
 
-	(void) ClaimExecute(q->name, q->limited, max_jobs, &lease, worker, token, false);
-
-	for (i = 0; i < SPI_processed; i++)
+	n = ClaimExecute(q->name, q->limited, max_jobs, &lease, worker, token, false,
+					 rows, callercxt);
+	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		JobqClaimedJob *job = &jobs[i];
-		bool		isnull;
-		Datum		d;
-		MemoryContext oldcxt;
 
 		job->queue = q;
-		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		oldcxt = MemoryContextSwitchTo(callercxt);
-		job->payload = DatumGetJsonbPCopy(d);
-		MemoryContextSwitchTo(oldcxt);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		job->timeout_ms = isnull ? q->timeout_ms : IntervalToMs(d, false);
-		job->priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		job->run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+		job->id = rows[i].id;
+		job->attempt = rows[i].attempt;
+		job->owner = rows[i].owner;
+		job->payload = DatumGetJsonbP(rows[i].payload);
+		job->timeout_ms = rows[i].timeout_null ? q->timeout_ms :
+			IntervalToMs(IntervalPGetDatum(&rows[i].timeout), false);
+		job->priority = rows[i].priority;
+		job->run_at = rows[i].run_at;
 	}
-	/* UPDATE ... RETURNING gives the rows in heap order: run them in claim order */
-	if (SPI_processed > 1)
-		qsort(jobs, SPI_processed, sizeof(JobqClaimedJob), CompareClaimOrder);
-	return (int) SPI_processed;
+	return n;
 }
 
 /*
  * Fenced completion: the job of lease (id, attempt) becomes completed with
- * result, and its attempt row is written, in one statement.  False, changing
+ * result, and its attempt row is written.  False, changing
  * nothing, when that lease is no longer the job's current running lease.
  * executor_lease false (jobq.complete, external workers): also false for a
  * lease an executor holds, whose handler's writes would otherwise be thrown
@@ -450,6 +495,23 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			ret;
+
+	/*
+	 * An external worker's completion (jobq.complete): the executor's own
+	 * direct-access steps.  Its job is of an external queue (jobq.claim
+	 * refuses the others), so no executor waits for the slot it frees.
+	 */
+	if (!executor_lease)
+	{
+		JobqCompletions acc;
+
+		acc.n = 0;
+		if (!ClaimTakeCompleted(id, attempt, result, false, &acc,
+								CurrentMemoryContext))
+			return false;
+		ClaimRecordCompleted(&acc);
+		return true;
+	}
 
 	JobqKeptPlan(&plan_complete,
 			"WITH d AS ("
@@ -509,39 +571,74 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
 }
 
 /*
- * jobs_active and its primary key, for the direct-access completion below.
- * Looked up once per process: an executor leaves its database when the
- * extension is dropped, so the OIDs cannot go stale under it.
+ * jobs_active, for the direct-access completion below: its OID is kept
+ * from call to call, and checked to still name jobq.jobs_active whenever
+ * it is opened (backends other than executors outlive DROP and CREATE
+ * EXTENSION).  The primary key comes from the relcache each time.
  */
 static Oid	jobs_active_relid = InvalidOid;
-static Oid	jobs_active_pkey_relid = InvalidOid;
 static AttrNumber jobs_active_attempt_attno;
 static AttrNumber jobs_active_state_attno;
+static AttrNumber jobs_active_claimed_by_attno;
 
 static void
 LookupJobsActive(void)
 {
 	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
 	Oid			relid = get_relname_relid("jobs_active", nsp);
-	Oid			pkey = get_relname_relid("jobs_active_pkey", nsp);
 
-	if (!OidIsValid(relid) || !OidIsValid(pkey))
-		elog(ERROR, "jobq: jobq.jobs_active or its primary key is missing");
+	if (!OidIsValid(relid))
+		elog(ERROR, "jobq: relation jobq.jobs_active is missing");
 	jobs_active_attempt_attno = get_attnum(relid, "attempt");
 	jobs_active_state_attno = get_attnum(relid, "state");
+	jobs_active_claimed_by_attno = get_attnum(relid, "claimed_by");
 	if (jobs_active_attempt_attno == InvalidAttrNumber ||
-		jobs_active_state_attno == InvalidAttrNumber)
-		elog(ERROR, "jobq: jobq.jobs_active lacks column attempt or state");
-	jobs_active_pkey_relid = pkey;
+		jobs_active_state_attno == InvalidAttrNumber ||
+		jobs_active_claimed_by_attno == InvalidAttrNumber)
+		elog(ERROR, "jobq: jobq.jobs_active lacks column attempt, state or claimed_by");
 	jobs_active_relid = relid;
 }
 
-/* Is the row in slot the running lease (attempt) of its job? */
+static Relation
+OpenJobsActive(LOCKMODE lockmode)
+{
+	Relation	rel = NULL;
+
+	if (OidIsValid(jobs_active_relid))
+	{
+		rel = try_table_open(jobs_active_relid, lockmode);
+		if (rel != NULL &&
+			(strcmp(RelationGetRelationName(rel), "jobs_active") != 0 ||
+			 RelationGetNamespace(rel) != get_namespace_oid(JOBQ_SCHEMA_NAME, true)))
+		{
+			table_close(rel, lockmode);
+			rel = NULL;
+		}
+	}
+	if (rel == NULL)
+	{
+		LookupJobsActive();
+		rel = table_open(jobs_active_relid, lockmode);
+	}
+	return rel;
+}
+
+/*
+ * Is the row in slot the running lease (attempt) of its job?  For an
+ * external caller (executor_lease false), only if no executor holds it.
+ */
 static bool
-SlotIsLease(TupleTableSlot *slot, int32 attempt)
+SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
 {
 	bool		isnull;
 	Datum		d;
+
+	if (!executor_lease)
+	{
+		(void) slot_getattr(slot, jobs_active_claimed_by_attno, &isnull);
+		if (!isnull)
+			return false;
+	}
 
 	d = slot_getattr(slot, jobs_active_attempt_attno, &isnull);
 	if (isnull || DatumGetInt32(d) != attempt)
@@ -555,6 +652,39 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt)
 		return VARSIZE_ANY_EXHDR(state) == strlen("running") &&
 			memcmp(VARDATA_ANY(state), "running", strlen("running")) == 0;
 	}
+}
+
+/*
+ * ClaimTakeCompleted's delete as a statement, for a jobs_active with a
+ * trigger or a rule: the deleted row (a flat composite datum in SPI's
+ * memory), or 0 when the lease is no longer current.
+ */
+static Datum
+TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, BOOLOID};
+	Datum		values[3];
+	bool		isnull;
+	int			ret;
+
+	JobqKeptPlan(&plan_take_completed,
+				 "DELETE FROM jobq.jobs_active a"
+				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
+				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
+				 "   AND pg_catalog.texteq(a.state, 'running')"
+				 "   AND (a.claimed_by IS NULL OR $3)"
+				 " RETURNING a",
+				 3, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	values[2] = BoolGetDatum(executor_lease);
+	ret = SPI_execute_plan(plan_take_completed, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: completing job %lld failed: %s", (long long) id,
+			 SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		return (Datum) 0;
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }
 
 /*
@@ -575,7 +705,7 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt)
  * is looked up again and its new version judged by the same test.
  */
 bool
-ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
+ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
 				   JobqCompletions *acc, MemoryContext cxt)
 {
 	Relation	rel;
@@ -587,11 +717,20 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 	MemoryContext oldcxt;
 
 	Assert(acc->n < JOBQ_MAX_BATCH);
-	if (!OidIsValid(jobs_active_relid))
-		LookupJobsActive();
-
-	rel = table_open(jobs_active_relid, RowExclusiveLock);
-	pkey = index_open(jobs_active_pkey_relid, RowExclusiveLock);
+	rel = OpenJobsActive(RowExclusiveLock);
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+	{
+		/* a user's trigger must fire: the statement itself */
+		table_close(rel, NoLock);
+		row = TakeCompletedSQL(id, attempt, executor_lease);
+		if (row == (Datum) 0)
+			return false;
+		oldcxt = MemoryContextSwitchTo(cxt);
+		row = datumCopy(row, false, -1);
+		MemoryContextSwitchTo(oldcxt);
+		goto taken;
+	}
+	pkey = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
 	slot = table_slot_create(rel, NULL);
 
 	/* each try follows one concurrent update; a job is rarely updated twice */
@@ -613,7 +752,7 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 		index_rescan(scan, &key, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		index_endscan(scan);
-		if (!found || !SlotIsLease(slot, attempt))
+		if (!found || !SlotIsLease(slot, attempt, executor_lease))
 		{
 			UnregisterSnapshot(snapshot);
 			break;
@@ -657,6 +796,7 @@ ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
 	if (!taken)
 		return false;
 
+taken:
 	oldcxt = MemoryContextSwitchTo(cxt);
 	acc->rows[acc->n] = row;
 	acc->result_nulls[acc->n] = (result == NULL);

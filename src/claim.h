@@ -42,6 +42,20 @@ typedef struct JobqClaimedJob
 	TimestampTz run_at;
 } JobqClaimedJob;
 
+/* One claimed job as a claim returns it (ClaimExecute, ClaimHeap). */
+typedef struct JobqClaimRow
+{
+	int64		id;
+	int32		attempt;		/* of the new lease */
+	Oid			owner;
+	Datum		payload;		/* jsonb, detoasted, in the caller's context */
+	bool		timeout_null;
+	Interval	timeout;
+	int32		priority;
+	TimestampTz run_at;
+	TimestampTz lease_expires_at;
+} JobqClaimRow;
+
 /* Most jobs one claim (and one batch) takes. */
 #define JOBQ_MAX_BATCH 32
 
@@ -62,14 +76,20 @@ typedef struct JobqCompletions
 extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);
 extern JobqQueue *ClaimQueue(int i);
-extern uint64 ClaimExecute(const char *queue, bool limited, int max_jobs,
-						   Interval *lease, const char *worker, int64 token,
-						   bool token_null);
+extern int	ClaimExecute(const char *queue, bool limited, int max_jobs,
+						 Interval *lease, const char *worker, int64 token,
+						 bool token_null, JobqClaimRow *rows, MemoryContext cxt);
+extern int	ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);
+/* -1: jobs_active has a trigger or rule, claim through SQL */
+extern int	ClaimHeap(const char *queue, int max_jobs, Interval *lease,
+					  const char *worker, int64 token, bool token_null,
+					  TimestampTz due, JobqClaimRow *rows, MemoryContext cxt);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
 extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease);
 extern bool ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
-							   JobqCompletions *acc, MemoryContext cxt);
+							   bool executor_lease, JobqCompletions *acc,
+							   MemoryContext cxt);
 extern void ClaimRecordCompleted(JobqCompletions *acc);
 extern char *ClaimFail(int64 id, int32 attempt, const char *message,
 					   const char *error_class, const char *sqlstate,

@@ -337,7 +337,7 @@ CompleteJob(JobqSqlRun *run, void *arg)
 	JobqClaimedJob *job = (JobqClaimedJob *) arg;
 
 	if (batch_completions != NULL)
-		return ClaimTakeCompleted(job->id, job->attempt, run->result,
+		return ClaimTakeCompleted(job->id, job->attempt, run->result, true,
 								  batch_completions, completions_cxt);
 	return ClaimComplete(job->id, job->attempt, run->result, true);
 }

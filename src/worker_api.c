@@ -41,35 +41,6 @@ static SPIPlanPtr plan_expired_probe = NULL;
 static SPIPlanPtr plan_recover_expired = NULL;
 
 /* Claim order of SPI_tuptable rows (columns of ClaimExecute). */
-typedef struct ClaimedRow
-{
-	HeapTuple	tup;
-	int32		priority;
-	TimestampTz run_at;
-	int64		id;
-} ClaimedRow;
-
-static int
-CompareClaimedRows(const void *a, const void *b)
-{
-	const ClaimedRow *x = (const ClaimedRow *) a;
-	const ClaimedRow *y = (const ClaimedRow *) b;
-
-	if (x->priority != y->priority)
-		return x->priority > y->priority ? -1 : 1;
-	if (x->run_at != y->run_at)
-		return x->run_at < y->run_at ? -1 : 1;
-	if (x->id != y->id)
-		return x->id < y->id ? -1 : 1;
-	return 0;
-}
-
-/*
- * May this claim take the one-statement path?  Only with valid arguments
- * and an existing, unlimited, external queue; *paused tells the caller to
- * return nothing.  Anything else is for jobq._claim to handle (or reject:
- * queues of other kinds are the executors').
- */
 static bool
 FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused)
 {
@@ -79,7 +50,8 @@ FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused
 	bool		limited;
 
 	*paused = false;
-	if (max_jobs < 1 || lease->month < 0 || lease->day < 0 || lease->time < 0 ||
+	/* a claim of more jobs than this goes through SQL: no array that size */
+	if (max_jobs < 1 || max_jobs > 10000 || lease->month < 0 || lease->day < 0 || lease->time < 0 ||
 		(lease->month == 0 && lease->day == 0 && lease->time == 0))
 		return false;
 
@@ -139,9 +111,9 @@ jobq_claim(PG_FUNCTION_ARGS)
 	char	   *worker;
 	bool		paused = false;
 	bool		fast;
-	uint64		n;
-	uint64		i;
-	ClaimedRow *rows;
+	int			n;
+	int			i;
+	JobqClaimRow *rows;
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -158,12 +130,14 @@ jobq_claim(PG_FUNCTION_ARGS)
 
 	fast = queue != NULL && !PG_ARGISNULL(1) && !PG_ARGISNULL(2) &&
 		FastClaimPossible(queue, max_jobs, lease, &paused);
+	rows = palloc(sizeof(JobqClaimRow) * Max(fast ? max_jobs : 1, 1));
 	if (fast && paused)
 		n = 0;
 	else if (fast)
 	{
 		RecoverExpiredLeases();
-		n = ClaimExecute(queue, false, max_jobs, lease, worker, 0, true);
+		n = ClaimExecute(queue, false, max_jobs, lease, worker, 0, true,
+						 rows, CurrentMemoryContext);
 	}
 	else
 	{
@@ -186,37 +160,20 @@ jobq_claim(PG_FUNCTION_ARGS)
 								  "  FROM jobq._claim($1, $2, $3, $4, $5) c",
 								  5, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "jobq: claim failed");
-		n = SPI_processed;
+		rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
+		n = ClaimRowsFromSPI(rows, CurrentMemoryContext);
 	}
 
-	/* the claim order (the UPDATE returns heap order) */
-	rows = palloc(sizeof(ClaimedRow) * Max(n, 1));
+	/* already in claim order */
 	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		rows[i].tup = tup;
-		rows[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		rows[i].priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		rows[i].run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
-	}
-	if (n > 1)
-		qsort(rows, n, sizeof(ClaimedRow), CompareClaimedRows);
-
-	for (i = 0; i < n; i++)
-	{
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		Datum		values[4];
-		bool		nulls[4];
+		bool		nulls[4] = {false, false, false, false};
 
-		values[0] = SPI_getbinval(rows[i].tup, desc, 1, &nulls[0]);	/* id */
-		values[1] = SPI_getbinval(rows[i].tup, desc, 4, &nulls[1]);	/* payload */
-		if (!nulls[1])			/* the tuplestore must not keep a TOAST pointer */
-			values[1] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(values[1])));
-		values[2] = SPI_getbinval(rows[i].tup, desc, 2, &nulls[2]);	/* attempt */
-		values[3] = SPI_getbinval(rows[i].tup, desc, 8, &nulls[3]);	/* lease end */
+		values[0] = Int64GetDatum(rows[i].id);
+		values[1] = rows[i].payload;	/* detoasted by the claim */
+		values[2] = Int32GetDatum(rows[i].attempt);
+		values[3] = TimestampTzGetDatum(rows[i].lease_expires_at);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 

@@ -2,7 +2,8 @@
 # The executor writes a finished job's final row and attempt row through the
 # table AM (bulk_insert.c): every column as the SQL path writes it, and when a
 # user puts a trigger on jobq.jobs_final or jobq.job_attempts it goes through
-# SQL instead, so the trigger fires for every job.
+# SQL instead, so the trigger fires for every job.  The same for the claim
+# (claim_heap.c) and the completion's delete with a trigger on jobs_active.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -71,3 +72,35 @@ wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'd' AND state = 'complete
 assert_eq "$(q "SELECT count(DISTINCT id) FROM public.audit WHERE tbl = 'job_attempts'")" 50 "trigger on job_attempts fired for each job"
 assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts")" 105 "one attempt row per job"
 it_ok "with a trigger on jobs_final or job_attempts the rows go through SQL and the trigger fires"
+
+# Triggers on jobs_active: the claim (an UPDATE) and the completion (a DELETE)
+# go through SQL and fire them.
+q "DROP TRIGGER note ON jobq.job_attempts; TRUNCATE public.audit;
+   CREATE FUNCTION public.note_active() RETURNS trigger LANGUAGE plpgsql AS \$\$
+   BEGIN
+     INSERT INTO public.audit VALUES (TG_OP, OLD.id);
+     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+   END \$\$;
+   CREATE TRIGGER note_active AFTER UPDATE OR DELETE ON jobq.jobs_active FOR EACH ROW EXECUTE FUNCTION public.note_active()" >/dev/null
+q "SELECT count(*) FROM jobq.submit_batch('d', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 30) i))" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'd' AND state = 'completed'" 135 20 || it_fail "jobs with a trigger on jobs_active not completed"
+assert_eq "$(q "SELECT count(DISTINCT id) FROM public.audit WHERE tbl = 'UPDATE'")" 30 "the claim fired the UPDATE trigger for each job"
+assert_eq "$(q "SELECT count(DISTINCT id) FROM public.audit WHERE tbl = 'DELETE'")" 30 "the completion fired the DELETE trigger for each job"
+it_ok "with a trigger on jobs_active the claim and the completion go through SQL and fire it"
+
+# A session that completed jobs keeps working across DROP and CREATE
+# EXTENSION: the direct-access completion looks jobs_active up again.
+out=$(psql -X -At -v ON_ERROR_STOP=1 <<'SQL'
+SELECT jobq.create_queue('ext', kind => 'external');
+SELECT jobq.submit('ext') > 0;
+SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('ext') c;
+DROP EXTENSION jobq CASCADE;
+CREATE EXTENSION jobq;
+SELECT jobq.create_queue('ext', kind => 'external');
+SELECT jobq.submit('ext') > 0;
+SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('ext') c;
+SELECT state FROM jobq.jobs;
+SQL
+) || it_fail "claim and complete across DROP/CREATE EXTENSION failed: $out"
+assert_eq "$(echo "$out" | tr '\n' ' ')" " t t DROP EXTENSION CREATE EXTENSION  t t completed " "complete works in the same session after the extension was recreated"
+it_ok "one session: complete, DROP EXTENSION, CREATE EXTENSION, complete again"
