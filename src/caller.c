@@ -38,6 +38,11 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "utils/fmgrprotos.h"
+#include "executor/tuptable.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "access/tableam.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -84,7 +89,6 @@ typedef struct JobqSubmitOptions
 } JobqSubmitOptions;
 
 /* Kept SPI plans, prepared on first use in each backend. */
-static SPIPlanPtr plan_queue = NULL;
 static SPIPlanPtr plan_insert = NULL;
 static SPIPlanPtr plan_insert_unique = NULL;
 static SPIPlanPtr plan_find_unique = NULL;
@@ -185,6 +189,22 @@ LockJobsActive(void)
 	LockRelationOid(relid, RowExclusiveLock);
 }
 
+static AttrNumber
+QueueAttnum(TupleDesc desc, const char *attname)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "jobq: jobq.queues has no column \"%s\"", attname);
+	return InvalidAttrNumber;	/* keep compiler quiet */
+}
+
 /*
  * Look a queue up and check that the caller may submit to it: it exists,
  * and the caller may EXECUTE its handler (the job will run the handler as
@@ -194,35 +214,73 @@ LockJobsActive(void)
 static void
 LookupQueueForSubmit(const char *queue, Oid caller, JobqQueueInfo *info)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	tupdesc;
-	Datum		d;
-	SPIPlanPtr	plan;
+	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
+	Oid			relid = get_relname_relid("queues", nsp);
+	Relation	rel;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snapshot;
+	bool		found;
 
-	plan = JobqKeptPlan(&plan_queue,
-					"SELECT q.kind, "
-					"pg_catalog.to_regprocedure(q.handler)::pg_catalog.oid, "
-					"q.handler "
-					"FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1",
-					1, argtypes);
-	values[0] = CStringGetTextDatum(queue);
-	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
+	if (!OidIsValid(relid))
+		elog(ERROR, "jobq: relation jobq.queues is missing");
+
+	/*
+	 * Read directly (an index probe), as a new statement would: our own
+	 * earlier writes (create_queue in the same transaction) and every
+	 * commit so far, jobq.drop_queue's included (see LockJobsActive).
+	 */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	rel = table_open(relid, AccessShareLock);
+	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   pkey->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(queue));
+	scan = index_beginscan(rel, pkey, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		Datum		d;
+
+		d = slot_getattr(slot, QueueAttnum(desc, "kind"), &isnull);
+		info->kind = isnull ? pstrdup("") : TextDatumGetCString(d);
+		d = slot_getattr(slot, QueueAttnum(desc, "handler"), &isnull);
+		info->handler_text = isnull ? NULL : TextDatumGetCString(d);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", queue),
 				 errdetail("jobq.queues lists the queues; names are case-sensitive."),
 				 errhint("Create it with jobq.create_queue().")));
 
-	tup = SPI_tuptable->vals[0];
-	tupdesc = SPI_tuptable->tupdesc;
-	info->kind = SPI_getvalue(tup, tupdesc, 1);
-	d = SPI_getbinval(tup, tupdesc, 2, &isnull);
-	info->handler = isnull ? InvalidOid : DatumGetObjectId(d);
-	info->handler_text = SPI_getvalue(tup, tupdesc, 3);
+	/* to_regprocedure(handler): NULL, not an error, when it is gone */
+	info->handler = InvalidOid;
+	if (info->handler_text != NULL)
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+		Datum		oid;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = CStringGetTextDatum(info->handler_text);
+		fcinfo->args[0].isnull = false;
+		oid = to_regprocedure(fcinfo);
+		if (!fcinfo->isnull)
+			info->handler = DatumGetObjectId(oid);
+	}
 
 	if (info->handler_text != NULL && !OidIsValid(info->handler))
 		ereport(ERROR,
@@ -325,6 +383,82 @@ CheckHttpPayload(Datum payload)
 }
 
 /*
+ * The columns of a new job that the SQL path's INSERT writes, with the same
+ * values, but id and payload (left NULL for the caller): values/nulls in
+ * jobs_active's attribute order.
+ */
+static void
+SetNewJobColumns(JobqBulkInsert *bulk, Datum *values, bool *nulls,
+				 const char *queue, JobqSubmitOptions *opt, Oid owner)
+{
+	TupleDesc	desc = RelationGetDescr(JobqBulkRelation(bulk));
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	memset(nulls, true, sizeof(bool) * desc->natts);
+#define SET_COL(name, val, isnull) \
+	do { \
+		AttrNumber	k_ = JobqBulkAttnum(bulk, (name)) - 1; \
+		values[k_] = (val); \
+		nulls[k_] = (isnull); \
+	} while (0)
+	SET_COL("queue", CStringGetTextDatum(queue), false);
+	SET_COL("state", CStringGetTextDatum("pending"), false);
+	SET_COL("priority", Int32GetDatum(opt->priority), false);
+	/* COALESCE(run_at, now()) */
+	SET_COL("run_at", opt->run_at_null ? TimestampTzGetDatum(now) : opt->run_at, false);
+	SET_COL("attempt", Int32GetDatum(0), false);
+	SET_COL("max_attempts", opt->max_attempts, opt->max_attempts_null);
+	SET_COL("timeout", opt->timeout, opt->timeout_null);
+	SET_COL("owner", ObjectIdGetDatum(owner), false);
+	SET_COL("created_at", TimestampTzGetDatum(now), false);
+	SET_COL("snoozes", Int32GetDatum(0), false);
+#undef SET_COL
+}
+
+static Oid
+JobsIdSequence(void)
+{
+	Oid			seq = get_relname_relid("jobs_id_seq",
+										get_namespace_oid(JOBQ_SCHEMA_NAME, false));
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "jobq: sequence jobq.jobs_id_seq is missing");
+	return seq;
+}
+
+/*
+ * One job without a unique_key through the table AM (bulk_insert.c): its
+ * id, or -1, having written nothing, when jobs_active has a trigger or a
+ * rule (the caller inserts through SQL, so that they fire).  Through SQL
+ * the INSERT's executor start-up and the partition constraint check (a
+ * re-planned expression per statement) were a fifth of a submit.
+ */
+static int64
+InsertJobDirect(const char *queue, Datum payload, JobqSubmitOptions *opt, Oid owner)
+{
+	JobqBulkInsert *bulk = JobqBulkBegin("jobs_active");
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+	int64		id;
+
+	if (bulk == NULL)
+		return -1;
+	desc = RelationGetDescr(JobqBulkRelation(bulk));
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	SetNewJobColumns(bulk, values, nulls, queue, opt, owner);
+	id = nextval_internal(JobsIdSequence(), false);
+	values[JobqBulkAttnum(bulk, "id") - 1] = Int64GetDatum(id);
+	nulls[JobqBulkAttnum(bulk, "id") - 1] = false;
+	values[JobqBulkAttnum(bulk, "payload") - 1] = payload;
+	nulls[JobqBulkAttnum(bulk, "payload") - 1] = false;
+	JobqBulkAdd(bulk, values, nulls);
+	JobqBulkEnd(bulk);
+	return id;
+}
+
+/*
  * Insert one job; returns its id, or the id of the job of the same queue
  * and unique_key that is not final yet.  Inside SPI, as the extension owner.
  *
@@ -360,6 +494,10 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 
 	if (unique_key_null)
 	{
+		int64		id = InsertJobDirect(queue, payload, opt, owner);
+
+		if (id >= 0)
+			return id;
 		plan = JobqKeptPlan(&plan_insert,
 						"INSERT INTO jobq.jobs_active "
 						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner) "
@@ -556,34 +694,12 @@ SubmitBatchDirect(const char *queue, Jsonb *payloads, JobqSubmitOptions *opt,
 
 	if (bulk == NULL)
 		return false;
-	seq = get_relname_relid("jobs_id_seq", get_namespace_oid(JOBQ_SCHEMA_NAME, false));
-	if (!OidIsValid(seq))
-		elog(ERROR, "jobq: sequence jobq.jobs_id_seq is missing");
+	seq = JobsIdSequence();
 
 	desc = RelationGetDescr(JobqBulkRelation(bulk));
 	values = palloc0(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
-	memset(nulls, true, sizeof(bool) * desc->natts);
-#define SET_COL(name, val, isnull) \
-	do { \
-		AttrNumber	k_ = JobqBulkAttnum(bulk, (name)) - 1; \
-		values[k_] = (val); \
-		nulls[k_] = (isnull); \
-	} while (0)
-	/* the same for every job */
-	SET_COL("queue", CStringGetTextDatum(queue), false);
-	SET_COL("state", CStringGetTextDatum("pending"), false);
-	SET_COL("priority", Int32GetDatum(opt->priority), false);
-	SET_COL("run_at", opt->run_at_null ?
-			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()) : opt->run_at,
-			false);
-	SET_COL("attempt", Int32GetDatum(0), false);
-	SET_COL("max_attempts", opt->max_attempts, opt->max_attempts_null);
-	SET_COL("timeout", opt->timeout, opt->timeout_null);
-	SET_COL("owner", ObjectIdGetDatum(owner), false);
-	SET_COL("created_at", TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
-	SET_COL("snoozes", Int32GetDatum(0), false);
-#undef SET_COL
+	SetNewJobColumns(bulk, values, nulls, queue, opt, owner);
 	a_id = JobqBulkAttnum(bulk, "id") - 1;
 	a_payload = JobqBulkAttnum(bulk, "payload") - 1;
 	nulls[a_id] = false;

@@ -3,7 +3,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(41);
+SELECT plan(43);
 
 SELECT jobq.create_queue('ts_ext', max_attempts => 3);
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
@@ -62,6 +62,11 @@ INSERT INTO ids SELECT 'same2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}
 SELECT is((SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same2'),
           (SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
           'submit_batch writes every column as submit does');
+-- submit without unique_key writes directly, with one through SQL (ON CONFLICT): the same row
+INSERT INTO ids SELECT 'same3', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s', unique_key => 'u9');
+SELECT is((SELECT to_jsonb(j) - 'id' - 'unique_key' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same3'),
+          (SELECT to_jsonb(j) - 'id' - 'unique_key' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
+          'submit writes the same row directly as through SQL');
 -- ... unless jobs_active has a trigger: then through SQL, and it fires
 CREATE TABLE public.ts_seen (id bigint);
 CREATE FUNCTION public.ts_note() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -70,6 +75,9 @@ CREATE TRIGGER ts_note AFTER INSERT ON jobq.jobs_active FOR EACH ROW EXECUTE FUN
 INSERT INTO ids SELECT 'bt' || n, id FROM jobq.submit_batch('ts_ext', '[1, 2]') WITH ORDINALITY AS t(id, n);
 SELECT is((SELECT count(*)::int FROM public.ts_seen WHERE id IN (SELECT id FROM ids WHERE name LIKE 'bt_')), 2,
           'a trigger on jobs_active fires for every job of a submit_batch');
+INSERT INTO ids SELECT 'st', jobq.submit('ts_ext', '{"t": 1}');
+SELECT is((SELECT count(*)::int FROM public.ts_seen WHERE id = (SELECT id FROM ids WHERE name = 'st')), 1,
+          'a trigger on jobs_active fires for a job of submit');
 DROP TRIGGER ts_note ON jobq.jobs_active;
 
 -- submit_http
