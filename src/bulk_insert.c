@@ -20,7 +20,10 @@
  *	  CHECK constraints (see sql/install/20_tables.sql) and the callers write
  *	  the partition key themselves; NOT NULL is checked here;
  *	- row-level security: these are jobq's own writes, made by jobq as the
- *	  table owner, to whom no policy applies anyway.
+ *	  table owner, to whom no policy applies anyway;
+ *	- column defaults: callers give every column a value (a column added
+ *	  later with a default must be written by them too; NOT NULL ones are
+ *	  caught here).
  *
  * IDENTIFICATION
  *	  src/bulk_insert.c
@@ -79,7 +82,7 @@ JobqBulkBegin(const char *relname)
 	bulk->rel = rel;
 	bulk->estate = CreateExecutorState();
 	bulk->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(bulk->rri, rel, 1, NULL, 0);
+	InitResultRelInfo(bulk->rri, rel, 0, NULL, 0);
 	ExecOpenIndices(bulk->rri, false);
 	bulk->cid = GetCurrentCommandId(true);
 	bulk->cxt = CurrentMemoryContext;

@@ -47,6 +47,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "commands/sequence.h"
 #include "access/xact.h"
 #include "executor/spi.h"
@@ -565,6 +566,8 @@ SubmitOne(const char *queue, Datum payload,
 	JobqQueueInfo info;
 	int64		id;
 
+	/* the direct-access insert bypasses the executor's own check */
+	PreventCommandIfReadOnly("jobq.submit()");
 	BecomeOwner(&sw);
 	LockJobsActive();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -774,6 +777,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
+	PreventCommandIfReadOnly("jobq.submit_batch()");
 	BecomeOwner(&sw);
 	LockJobsActive();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -918,4 +922,22 @@ jobq_wake_at_commit(PG_FUNCTION_ARGS)
 {
 	JobqWakeAtCommit();
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(jobq_queues_changed);
+
+/*
+ * jobq._queues_changed() RETURNS trigger: statement trigger on jobq.queues.
+ * At commit, executors learn that their cached queue list is stale
+ * (jobq_shared->queues_version), whoever changed the table and however.
+ */
+Datum
+jobq_queues_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("jobq._queues_changed() must be called as a trigger")));
+	JobqQueuesChangedAtCommit();
+	return PointerGetDatum(NULL);
 }

@@ -192,7 +192,8 @@ ClaimRefreshQueues(void)
 			" WHERE q.kind OPERATOR(pg_catalog.=) 'sql'"
 			" ORDER BY q.name",
 			0, NULL);
-	ret = SPI_execute_plan(plan_queues, NULL, NULL, true, 0);
+	/* not read-only: a fresh snapshot, not the batch transaction's first one */
+	ret = SPI_execute_plan(plan_queues, NULL, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "jobq: reading queues failed: %s", SPI_result_code_string(ret));
 
@@ -339,6 +340,18 @@ ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt)
 	return (int) SPI_processed;
 }
 
+/* A claim found its queue limited since the queue list was read. */
+static bool queue_became_limited = false;
+
+bool
+ClaimQueueBecameLimited(void)
+{
+	bool		was = queue_became_limited;
+
+	queue_became_limited = false;
+	return was;
+}
+
 /*
  * The claim itself, for executors (token set) and external workers (token
  * NULL): up to max_jobs due jobs of queue become running, leased until
@@ -347,11 +360,14 @@ ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt)
  * their claims on the queue row (the caller holds or waits for it); others
  * through ClaimHeap (claim_heap.c), the same claim as _claim's last step,
  * which also refuses a queue paused or limited since the caller looked.
+ * *busy is set when the claim may have left claimable jobs behind (rows
+ * another transaction held, a queue limited since the caller looked): look
+ * again soon.
  */
 int
 ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 			 const char *worker, int64 token, bool token_null,
-			 JobqClaimRow *rows, MemoryContext cxt)
+			 JobqClaimRow *rows, MemoryContext cxt, bool *busy)
 {
 	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID,
 	TIMESTAMPTZOID};
@@ -368,12 +384,19 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	if (!limited)
 	{
 		n = ClaimHeap(queue, max_jobs, lease, worker, token, token_null,
-					  GetCurrentTimestamp(), rows, cxt);
+					  GetCurrentTimestamp(), rows, cxt, busy);
 		if (n >= 0)
 		{
 			/* each claimed job leaves a dead claim-index entry: see upkeep.c */
 			JobqNoteClaimed(n, !token_null);
 			return n;
+		}
+		if (n == -2)
+		{
+			/* limited since the caller looked: it looks again, as such */
+			queue_became_limited = true;
+			*busy = true;
+			return 0;
 		}
 	}
 
@@ -460,7 +483,10 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	lease.time = (q->timeout_ms * max_jobs + 60000) * 1000;
 
 	n = ClaimExecute(q->name, q->limited, max_jobs, &lease, worker, token, false,
-					 rows, callercxt);
+					 rows, callercxt, busy);
+	/* the cached list is at most a second old: patch this one entry now */
+	if (ClaimQueueBecameLimited())
+		q->limited = true;
 	for (i = 0; i < n; i++)
 	{
 		JobqClaimedJob *job = &jobs[i];
@@ -969,12 +995,18 @@ ClaimRecordCompleted(JobqCompletions *acc)
 		acc->n = 0;
 		return;
 	}
-	if (!OidIsValid(jobs_active_array_type))
 	{
+		/* looked up each time: a session outlives DROP/CREATE EXTENSION */
 		Oid			relid = get_relname_relid("jobs_active",
 											  get_namespace_oid(JOBQ_SCHEMA_NAME, false));
+		Oid			array_type = get_array_type(get_rel_type_id(relid));
 
-		jobs_active_array_type = get_array_type(get_rel_type_id(relid));
+		if (array_type != jobs_active_array_type && plan_record_completed != NULL)
+		{
+			SPI_freeplan(plan_record_completed);
+			plan_record_completed = NULL;
+		}
+		jobs_active_array_type = array_type;
 	}
 	argtypes[0] = jobs_active_array_type;
 	argtypes[1] = JSONBARRAYOID;
@@ -1191,7 +1223,8 @@ ClaimNextDue(void)
 			"          WHERE r.queue OPERATOR(pg_catalog.=) q.name"
 			"            AND r.state OPERATOR(pg_catalog.=) 'running'))",
 			0, NULL);
-	ret = SPI_execute_plan(plan_next_due, NULL, NULL, true, 1);
+	/* not read-only: a fresh snapshot that sees this transaction's writes */
+	ret = SPI_execute_plan(plan_next_due, NULL, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "jobq: next-due query failed: %s", SPI_result_code_string(ret));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

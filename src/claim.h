@@ -78,12 +78,18 @@ extern int	ClaimQueueCount(void);
 extern JobqQueue *ClaimQueue(int i);
 extern int	ClaimExecute(const char *queue, bool limited, int max_jobs,
 						 Interval *lease, const char *worker, int64 token,
-						 bool token_null, JobqClaimRow *rows, MemoryContext cxt);
+						 bool token_null, JobqClaimRow *rows, MemoryContext cxt,
+						 bool *busy);
 extern int	ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);
-/* -1: jobs_active has a trigger or rule, claim through SQL */
+extern bool ClaimQueueBecameLimited(void);
+/*
+ * -1: jobs_active has a trigger or rule, claim through SQL; -2: the queue
+ * has a concurrency or rate limit now (claim through jobq._claim).
+ */
 extern int	ClaimHeap(const char *queue, int max_jobs, Interval *lease,
 					  const char *worker, int64 token, bool token_null,
-					  TimestampTz due, JobqClaimRow *rows, MemoryContext cxt);
+					  TimestampTz due, JobqClaimRow *rows, MemoryContext cxt,
+					  bool *busy);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
 extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease);

@@ -145,7 +145,7 @@ TextEquals(Datum d, const char *s)
  * NOT EXISTS had it.
  */
 static bool
-QueueOpenAndUnlimited(Oid nsp, const char *queue, Snapshot snapshot)
+QueueOpenAndUnlimited(Oid nsp, const char *queue, Snapshot snapshot, bool *limited)
 {
 	Relation	rel = table_open(JobqRelid(nsp, "queues"), AccessShareLock);
 	Relation	pkey = index_open(JobqRelid(nsp, "queues_pkey"), AccessShareLock);
@@ -168,12 +168,13 @@ QueueOpenAndUnlimited(Oid nsp, const char *queue, Snapshot snapshot)
 		paused = slot_getattr(slot, ColumnIndex(desc, "paused") + 1, &isnull);
 		if (!isnull && DatumGetBool(paused))
 			open = false;
+		/* limited since the caller looked: its jobs need jobq._claim */
 		(void) slot_getattr(slot, ColumnIndex(desc, "concurrency") + 1, &isnull);
 		if (!isnull)
-			open = false;
+			open = false, *limited = true;
 		(void) slot_getattr(slot, ColumnIndex(desc, "rate_limit") + 1, &isnull);
 		if (!isnull)
-			open = false;
+			open = false, *limited = true;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -185,7 +186,7 @@ QueueOpenAndUnlimited(Oid nsp, const char *queue, Snapshot snapshot)
 int
 ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		  int64 token, bool token_null, TimestampTz due,
-		  JobqClaimRow *rows, MemoryContext cxt)
+		  JobqClaimRow *rows, MemoryContext cxt, bool *busy)
 {
 	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
 	Snapshot	snapshot;
@@ -203,6 +204,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	Datum		lease_end;
 	Datum		worker_datum = (Datum) 0;
 	int			n = 0;
+	bool		limited = false;
 
 	if (max_jobs < 1)
 		return 0;
@@ -211,10 +213,10 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
-	if (!QueueOpenAndUnlimited(nsp, queue, snapshot))
+	if (!QueueOpenAndUnlimited(nsp, queue, snapshot, &limited))
 	{
 		UnregisterSnapshot(snapshot);
-		return 0;
+		return limited ? -2 : 0;
 	}
 
 	rel = table_open(JobqRelid(nsp, "jobs_active"), RowExclusiveLock);
@@ -229,10 +231,11 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	ReadColumns(rel);
 
 	/*
-	 * For the new versions' index entries.  Range table index 0: no
-	 * range table; ExecInsertIndexTuples then takes every index as
-	 * unchanged by the update, a hint that only lets the primary key
-	 * (whose key, id, is unchanged) clean out old versions bottom-up.
+	 * For the new versions' index entries.  Range table index 0: no range
+	 * table; ExecInsertIndexTuples then takes every index as unchanged by
+	 * the update.  That is true of the primary key (id), whose pages then
+	 * clean out old versions bottom-up as they should; for the others the
+	 * hint only costs an occasional needless bottom-up pass.
 	 */
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
@@ -278,6 +281,8 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		/* FOR UPDATE SKIP LOCKED: held or changed since our snapshot: skip */
 		res = table_tuple_lock(rel, &tid, snapshot, slot, cid, LockTupleExclusive,
 							   LockWaitSkip, 0, &tmfd);
+		if (res == TM_WouldBlock)
+			*busy = true;		/* its holder may yet give it up */
 		if (res != TM_Ok)
 			continue;
 		slot_getallattrs(slot);

@@ -60,6 +60,7 @@ static volatile sig_atomic_t holding_jobs = false;
 static double avg_job_ms = 50.0;	/* moving average of handler time */
 static int	rr_next = 0;			/* round-robin start over queues */
 static TimestampTz queues_refreshed_at = 0;
+static uint64 queues_version_seen = 0;	/* jobq_shared->queues_version then */
 static TimestampTz recovered_at = 0;
 static TimestampTz next_due_at = 0;	/* earliest pending run_at seen */
 static bool claim_busy = false;		/* a limited queue was being claimed */
@@ -385,7 +386,13 @@ BatchHandlerFor(JobqClaimedJob *job)
 			return batch_handlers[i].flinfo;
 	}
 	if (nbatch_handlers == JOBQ_MAX_BATCH)
-		return &job->queue->flinfo;
+	{
+		/* cannot happen (a batch has at most that many jobs); never shared */
+		FmgrInfo   *own = MemoryContextAlloc(batch_handler_cxt, sizeof(FmgrInfo));
+
+		fmgr_info_copy(own, &job->queue->flinfo, batch_handler_cxt);
+		return own;
+	}
 	h = &batch_handlers[nbatch_handlers++];
 	h->queue = job->queue;
 	h->owner = job->owner;
@@ -480,8 +487,11 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
  * previous burst).  Latency matters more than a full batch there: it looks
  * first at the queue the waking submit named, and stops at the first queue
  * that gives jobs (the claims made between batches fill up from the
- * others).  It alone looks again with a fresh queue list when it finds
- * nothing: it may have been woken for a queue created since.
+ * others).
+ *
+ * The queue list is read again when jobq.queues changed (a statement
+ * trigger bumps jobq_shared->queues_version at commit) and at least once a
+ * second (a backstop).
  */
 static int
 ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
@@ -505,10 +515,15 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 		TimestampTz now = GetCurrentTimestamp();
 		int			hinted = -1;
 
-		if (TimestampDifferenceExceeds(queues_refreshed_at, now, QUEUE_REFRESH_MS))
+		/* barrier: read before the refresh's snapshot */
+		uint64		version = pg_atomic_fetch_add_u64(&jobq_shared->queues_version, 0);
+
+		if (version != queues_version_seen ||
+			TimestampDifferenceExceeds(queues_refreshed_at, now, QUEUE_REFRESH_MS))
 		{
 			ClaimRefreshQueues();
 			queues_refreshed_at = now;
+			queues_version_seen = version;
 			refreshed = true;
 		}
 		nqueues = ClaimQueueCount();
@@ -540,12 +555,12 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 		}
 
 		/*
-		 * Nothing, with a cached queue list: the job we were woken for may
-		 * be in a queue created since.  Look once more with a fresh list.
+		 * Nothing, and jobq.queues changed while we claimed (a queue
+		 * created and submitted to meanwhile): once more with a fresh list.
 		 */
-		if (nclaimed > 0 || refreshed || !first)
+		if (nclaimed > 0 || refreshed ||
+			pg_atomic_fetch_add_u64(&jobq_shared->queues_version, 0) == queues_version_seen)
 			break;
-		queues_refreshed_at = 0;
 	}
 	if (nqueues > 0)
 		rr_next = (rr_next + 1) % nqueues;
@@ -572,6 +587,25 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	{
 		RecoverLostJobs();
 		recovered_at = GetCurrentTimestamp();
+	}
+
+	/*
+	 * Nothing to claim: when is the next job due (a scheduled job, a retry,
+	 * a job just recovered)?  An executor that sleeps after this claim
+	 * sleeps until then at most.  Its snapshot is taken after wake_seq was
+	 * read, as the claims' were.
+	 */
+	if (nclaimed == 0)
+	{
+		next_due_at = ClaimNextDue();
+		if (claim_busy)
+		{
+			TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   BUSY_RETRY_MS);
+
+			if (next_due_at == 0 || next_due_at > soon)
+				next_due_at = soon;
+		}
 	}
 	return nclaimed;
 }
@@ -784,18 +818,6 @@ ProcessJobs(bool check_extension)
 	BeginJobTransaction(check_extension);
 	MemoryContextReset(cxts[cur]);
 	njobs = ClaimRound(buffers[cur], BatchSize(), cxts[cur], true);
-	if (njobs == 0)
-	{
-		next_due_at = ClaimNextDue();
-		if (claim_busy)
-		{
-			TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														   BUSY_RETRY_MS);
-
-			if (next_due_at == 0 || next_due_at > soon)
-				next_due_at = soon;
-		}
-	}
 	EndJobTransaction(true);
 
 	while (njobs > 0)
@@ -857,6 +879,7 @@ ExecutorLoop(uint32 activations)
 												   ALLOCSET_DEFAULT_SIZES);
 	bool		busy = false;
 	bool		must_look = true;	/* at start, and after a timeout */
+	TimestampTz looked_at = 0;		/* the last claim round's start */
 
 	loop_activations = activations;
 
@@ -899,8 +922,16 @@ ExecutorLoop(uint32 activations)
 				ExitCleanly();
 		}
 
-		if (!must_look && !busy && NothingNewSinceEmptyClaim())
+		/*
+		 * A wake-up that cannot have brought anything goes back to sleep,
+		 * unless the poll interval has passed since we last looked (other
+		 * latch sets must not postpone the poll indefinitely).
+		 */
+		if (!must_look && !busy && NothingNewSinceEmptyClaim() &&
+			!TimestampDifferenceExceeds(looked_at, GetCurrentTimestamp(),
+										jobq_poll_interval_ms))
 			goto sleep;
+		looked_at = GetCurrentTimestamp();
 
 		PG_TRY();
 		{
@@ -930,9 +961,16 @@ ExecutorLoop(uint32 activations)
 
 sleep:
 		{
-			int			rc = WaitLatch(MyLatch,
-									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									   IdleTimeoutMs(), PG_WAIT_EXTENSION);
+			long		timeout = IdleTimeoutMs();
+			long		poll_left = jobq_poll_interval_ms -
+				(long) ((GetCurrentTimestamp() - looked_at) / 1000);
+			int			rc;
+
+			/* the poll interval counts from the last look, not this wait */
+			timeout = Max(Min(timeout, poll_left), 1);
+			rc = WaitLatch(MyLatch,
+						   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   timeout, PG_WAIT_EXTENSION);
 
 			ResetLatch(MyLatch);
 			must_look = (rc & WL_TIMEOUT) != 0;

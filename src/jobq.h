@@ -150,6 +150,13 @@ typedef struct JobqShared
 	 * that no job has become runnable since: it need not look again.
 	 */
 	pg_atomic_uint64 wake_seq;
+
+	/*
+	 * Bumped by every commit that changed jobq.queues (a statement trigger,
+	 * jobq._queues_changed), in any database: an executor whose cached
+	 * queue list was read before the latest bump reads it again.
+	 */
+	pg_atomic_uint64 queues_version;
 	int			nslots;
 	JobqDatabase databases[JOBQ_MAX_DATABASES];
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -160,6 +167,7 @@ extern JobqShared *jobq_shared;
 extern void JobqShmemInstallHooks(void);
 extern void JobqWakeAtCommit(void);
 extern void JobqWakeAtCommitForQueue(const char *queue);
+extern void JobqQueuesChangedAtCommit(void);
 extern bool JobqWakeIdleExecutor(JobqWorkerSlot *except, uint32 queue_hash);
 extern uint32 JobqQueueNameHash(const char *queue);
 extern void JobqActivateAtCommit(void);

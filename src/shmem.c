@@ -38,6 +38,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Backend-local: what to do when the current transaction commits. */
 static bool wake_pending = false;
 static uint32 wake_queue_hash = 0;	/* of the last queue submitted to */
+static bool queues_changed_pending = false;
 static bool activate_pending = false;
 
 /* Running jobs cancelled by this transaction, interrupted at its commit. */
@@ -94,6 +95,7 @@ JobqShmemStartup(void)
 						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u32(&jobq_shared->launcher_wake_pending, 0);
 		pg_atomic_init_u64(&jobq_shared->wake_seq, 0);
+		pg_atomic_init_u64(&jobq_shared->queues_version, 0);
 		for (i = 0; i < jobq_shared->nslots; i++)
 		{
 			pg_atomic_init_u64(&jobq_shared->slots[i].cancel_job_id, 0);
@@ -202,6 +204,13 @@ JobqWakeAtCommitForQueue(const char *queue)
 {
 	wake_pending = true;
 	wake_queue_hash = JobqQueueNameHash(queue);
+}
+
+/* jobq.queues changed: executors re-read it once this commits. */
+void
+JobqQueuesChangedAtCommit(void)
+{
+	queues_changed_pending = true;
 }
 
 /* Never 0, which means "no queue" in wake_queue_hash. */
@@ -366,6 +375,9 @@ JobqXactCallback(XactEvent event, void *arg)
 			{
 				if (activate_pending)
 					ActivateDatabase();
+				/* before the wake-up: a woken executor sees the new list */
+				if (queues_changed_pending)
+					pg_atomic_fetch_add_u64(&jobq_shared->queues_version, 1);
 				if (wake_pending)
 				{
 					/* a full barrier: ordered after the commit became visible */
@@ -378,6 +390,7 @@ JobqXactCallback(XactEvent event, void *arg)
 			}
 			wake_pending = false;
 			wake_queue_hash = 0;
+			queues_changed_pending = false;
 			activate_pending = false;
 			npending_cancels = 0;
 			break;
@@ -389,6 +402,7 @@ JobqXactCallback(XactEvent event, void *arg)
 				UnblockPending();
 			wake_pending = false;
 			wake_queue_hash = 0;
+			queues_changed_pending = false;
 			activate_pending = false;
 			npending_cancels = 0;
 			break;

@@ -26,6 +26,7 @@
 #include "claim.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -115,6 +116,8 @@ jobq_claim(PG_FUNCTION_ARGS)
 	int			i;
 	JobqClaimRow *rows;
 
+	/* the direct-access claim bypasses the executor's own check */
+	PreventCommandIfReadOnly("jobq.claim()");
 	InitMaterializedSRF(fcinfo, 0);
 
 	queue = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -135,9 +138,11 @@ jobq_claim(PG_FUNCTION_ARGS)
 		n = 0;
 	else if (fast)
 	{
+		bool		busy = false;	/* a worker that got nothing asks again */
+
 		RecoverExpiredLeases();
 		n = ClaimExecute(queue, false, max_jobs, lease, worker, 0, true,
-						 rows, CurrentMemoryContext);
+						 rows, CurrentMemoryContext, &busy);
 	}
 	else
 	{
@@ -192,6 +197,7 @@ jobq_complete(PG_FUNCTION_ARGS)
 	JobqRoleSwitch sw;
 	bool		done;
 
+	PreventCommandIfReadOnly("jobq.complete()");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_BOOL(false);
 	BecomeOwner(&sw);

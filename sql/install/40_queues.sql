@@ -392,3 +392,17 @@ INSERT INTO jobq.queues (name, kind, max_attempts, backoff, base_delay,
                          max_delay, jitter, timeout, warn_after, retention)
 VALUES ('http', 'http', 5, 'exponential', '1 second', '1 hour', 0.1,
         '3 minutes', '1 minute', '1 hour');
+
+-- Executors cache the queue list; this tells them, at commit, that it
+-- changed (however it was changed: these functions or a superuser's own
+-- UPDATE).  The token-bucket columns are written by claims and do not count.
+CREATE FUNCTION jobq._queues_changed() RETURNS trigger
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'jobq_queues_changed';
+COMMENT ON FUNCTION jobq._queues_changed() IS
+    'Internal: statement trigger on jobq.queues; executors re-read their queue list after the commit';
+REVOKE ALL ON FUNCTION jobq._queues_changed() FROM PUBLIC;
+CREATE TRIGGER queues_changed
+    AFTER INSERT OR DELETE OR TRUNCATE
+       OR UPDATE OF name, kind, handler, concurrency, timeout, warn_after, rate_limit, paused
+    ON jobq.queues FOR EACH STATEMENT EXECUTE FUNCTION jobq._queues_changed();

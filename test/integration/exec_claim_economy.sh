@@ -55,3 +55,29 @@ q "CREATE FUNCTION public.flaky(p jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
 q "SELECT jobq.submit('flaky')" >/dev/null
 wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'flaky' AND state = 'completed'" 1 10 || it_fail "retry not run after its backoff"
 it_ok "a failed job's retry ran after its backoff"
+
+# A job scheduled a moment ahead, submitted with one that runs at once: after
+# the burst the executor sleeps only until the scheduled one is due.
+q "BEGIN; SELECT jobq.submit('q03'); SELECT jobq.submit('q04', run_at => clock_timestamp() + interval '1 second'); COMMIT" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'q04' AND state = 'completed'" 1 5 || it_fail "a job scheduled 1 s ahead waited for the poll interval"
+lag=$(q "SELECT round(extract(epoch FROM started_at - run_at)::numeric, 2) FROM jobq.jobs WHERE queue = 'q04'")
+q "SELECT ($lag < 1.0)::text" | grep -q true || it_fail "the scheduled job started ${lag}s after its run_at"
+it_ok "a job scheduled 1 s ahead started ${lag}s after its run_at"
+
+# A queue created and submitted to while the only executor runs a long job:
+# its job runs right after (the empty claim after the burst re-reads the
+# queue list, since a job became runnable after the list was read).
+q "SELECT jobq.submit('nap')" >/dev/null
+wait_for "SELECT state FROM jobq.workers WHERE kind = 'executor'" running 10 || it_fail "nap job not running"
+q "SELECT jobq.create_queue('brand_new', handler => 'public.noop(jsonb)')" >/dev/null
+q "SELECT jobq.submit('brand_new')" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'brand_new' AND state = 'completed'" 1 5 || it_fail "a job of a queue created during a burst waited for the poll interval"
+it_ok "a job of a queue created while the executor was busy ran right after"
+
+# A queue given a concurrency limit while the executor is busy: its jobs
+# (claimed through jobq._claim from then on) are not left to the poll.
+q "SELECT jobq.submit('nap')" >/dev/null
+wait_for "SELECT state FROM jobq.workers WHERE kind = 'executor'" running 10 || it_fail "nap job not running"
+q "SELECT jobq.alter_queue('q09', concurrency => 1); SELECT jobq.submit('q09')" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'q09' AND state = 'completed'" 1 5 || it_fail "a job of a queue limited during a burst waited for the poll interval"
+it_ok "a job of a queue limited while the executor was busy ran right after"

@@ -104,3 +104,11 @@ SQL
 ) || it_fail "claim and complete across DROP/CREATE EXTENSION failed: $out"
 assert_eq "$(echo "$out" | tr '\n' ' ')" " t t DROP EXTENSION CREATE EXTENSION  t t completed " "complete works in the same session after the extension was recreated"
 it_ok "one session: complete, DROP EXTENSION, CREATE EXTENSION, complete again"
+
+# The direct paths refuse a read-only transaction as the SQL ones did (25006).
+for call in "SELECT jobq.claim('ext')" "SELECT jobq.complete(1, 1)" "SELECT jobq.submit('ext')" \
+            "SELECT jobq.submit_batch('ext', '[1]')"; do
+    err=$(psql -X -At -c "BEGIN READ ONLY" -c "$call" 2>&1 || true)
+    echo "$err" | grep -q "read-only transaction" || it_fail "$call in a read-only transaction: $err"
+done
+it_ok "claim, complete, submit and submit_batch refuse a read-only transaction"
