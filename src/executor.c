@@ -573,14 +573,6 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 			empty_claim_valid = false;
 	}
 
-	/* only the claim statements count: not a queue-list refresh or re-plan */
-	if (claim_us > CLAIM_SLOW_US && nclaimed < want)
-		claim_pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														Min(CLAIM_PAUSE_FACTOR * claim_us / 1000,
-															CLAIM_PAUSE_MAX_MS));
-	else
-		claim_pause_until = 0;
-
 	/* after the claim: a woken executor's first job should not wait for it */
 	if (TimestampDifferenceExceeds(recovered_at, GetCurrentTimestamp(),
 								   RECOVERY_INTERVAL_MS))
@@ -593,11 +585,15 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	 * Nothing to claim: when is the next job due (a scheduled job, a retry,
 	 * a job just recovered)?  An executor that sleeps after this claim
 	 * sleeps until then at most.  Its snapshot is taken after wake_seq was
-	 * read, as the claims' were.
+	 * read, as the claims' were.  It walks the claim index as a claim does,
+	 * so it counts as claim time below.
 	 */
 	if (nclaimed == 0)
 	{
+		TimestampTz t0 = GetCurrentTimestamp();
+
 		next_due_at = ClaimNextDue();
+		claim_us += (long) (GetCurrentTimestamp() - t0);
 		if (claim_busy)
 		{
 			TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -607,6 +603,14 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 				next_due_at = soon;
 		}
 	}
+
+	/* only the claim statements count: not a queue-list refresh or re-plan */
+	if (claim_us > CLAIM_SLOW_US && nclaimed < want)
+		claim_pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														Min(CLAIM_PAUSE_FACTOR * claim_us / 1000,
+															CLAIM_PAUSE_MAX_MS));
+	else
+		claim_pause_until = 0;
 	return nclaimed;
 }
 
