@@ -81,3 +81,16 @@ wait_for "SELECT state FROM jobq.workers WHERE kind = 'executor'" running 10 || 
 q "SELECT jobq.alter_queue('q09', concurrency => 1); SELECT jobq.submit('q09')" >/dev/null
 wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'q09' AND state = 'completed'" 1 5 || it_fail "a job of a queue limited during a burst waited for the poll interval"
 it_ok "a job of a queue limited while the executor was busy ran right after"
+
+# A job another transaction holds when the claim comes (a row lock, as
+# jobq.cancel takes) is skipped, and the executor looks again soon: when the
+# holder lets go without changing the job, no commit wakes anyone.
+q "SELECT jobq.pause_queue('q11')" >/dev/null
+id=$(q "SELECT jobq.submit('q11')")
+( psql -X -q -c "BEGIN" -c "SELECT 1 FROM jobq.jobs_active WHERE id = $id FOR UPDATE" \
+       -c "SELECT pg_sleep(2)" -c "ROLLBACK" >/dev/null 2>&1 & )
+wait_for "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.query LIKE '%pg_sleep(2)%' AND l.locktype = 'transactionid'" 1 10 \
+    || it_fail "the lock holder did not start"
+q "SELECT jobq.resume_queue('q11')" >/dev/null
+wait_for "SELECT state FROM jobq.jobs WHERE id = $id" completed 8 || it_fail "a job held by another transaction at claim time waited for the poll interval"
+it_ok "a job skipped because another transaction held it ran once the holder let go"
