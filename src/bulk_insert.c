@@ -64,14 +64,9 @@ struct JobqBulkInsert
 JobqBulkInsert *
 JobqBulkBegin(const char *relname)
 {
-	Oid			relid;
-	Relation	rel;
+	Relation	rel = table_open(JobqRelid(relname), RowExclusiveLock);
 	JobqBulkInsert *bulk;
 
-	relid = get_relname_relid(relname, get_namespace_oid(JOBQ_SCHEMA_NAME, false));
-	if (!OidIsValid(relid))
-		elog(ERROR, "jobq: relation jobq.%s is missing", relname);
-	rel = table_open(relid, RowExclusiveLock);
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
 	{
 		table_close(rel, NoLock);
@@ -100,19 +95,7 @@ JobqBulkRelation(JobqBulkInsert *bulk)
 AttrNumber
 JobqBulkAttnum(JobqBulkInsert *bulk, const char *attname)
 {
-	TupleDesc	desc = RelationGetDescr(bulk->rel);
-	int			i;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
-			return att->attnum;
-	}
-	elog(ERROR, "jobq: relation jobq.%s has no column \"%s\"",
-		 RelationGetRelationName(bulk->rel), attname);
-	return InvalidAttrNumber;	/* keep compiler quiet */
+	return JobqAttnum(RelationGetDescr(bulk->rel), attname, false);
 }
 
 static void

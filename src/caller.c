@@ -182,28 +182,7 @@ ExecOrError(SPIPlanPtr plan, Datum *values, const char *nulls, int expect,
 static void
 LockJobsActive(void)
 {
-	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
-	Oid			relid = get_relname_relid("jobs_active", nsp);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "jobq: relation jobq.jobs_active is missing");
-	LockRelationOid(relid, RowExclusiveLock);
-}
-
-static AttrNumber
-QueueAttnum(TupleDesc desc, const char *attname)
-{
-	int			i;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
-			return att->attnum;
-	}
-	elog(ERROR, "jobq: jobq.queues has no column \"%s\"", attname);
-	return InvalidAttrNumber;	/* keep compiler quiet */
+	LockRelationOid(JobqRelid("jobs_active"), RowExclusiveLock);
 }
 
 /*
@@ -215,51 +194,24 @@ QueueAttnum(TupleDesc desc, const char *attname)
 static void
 LookupQueueForSubmit(const char *queue, Oid caller, JobqQueueInfo *info)
 {
-	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
-	Oid			relid = get_relname_relid("queues", nsp);
-	Relation	rel;
-	Relation	pkey;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData key;
 	Snapshot	snapshot;
+	JobqQueueRow row;
 	bool		found;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "jobq: relation jobq.queues is missing");
-
 	/*
-	 * Read directly (an index probe), as a new statement would: our own
-	 * earlier writes (create_queue in the same transaction) and every
-	 * commit so far, jobq.drop_queue's included (see LockJobsActive).
+	 * As a new statement would see it: our own earlier writes (create_queue
+	 * in the same transaction) and every commit so far, jobq.drop_queue's
+	 * included (see LockJobsActive).
 	 */
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	rel = table_open(relid, AccessShareLock);
-	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   pkey->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(queue));
-	scan = index_beginscan(rel, pkey, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = JobqReadQueue(queue, snapshot, &row);
+	UnregisterSnapshot(snapshot);
 	if (found)
 	{
-		TupleDesc	desc = RelationGetDescr(rel);
-		bool		isnull;
-		Datum		d;
-
-		d = slot_getattr(slot, QueueAttnum(desc, "kind"), &isnull);
-		info->kind = isnull ? pstrdup("") : TextDatumGetCString(d);
-		d = slot_getattr(slot, QueueAttnum(desc, "handler"), &isnull);
-		info->handler_text = isnull ? NULL : TextDatumGetCString(d);
+		info->kind = row.kind;
+		info->handler_text = row.handler;
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(pkey, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	UnregisterSnapshot(snapshot);
 
 	if (!found)
 		ereport(ERROR,
@@ -419,12 +371,7 @@ SetNewJobColumns(JobqBulkInsert *bulk, Datum *values, bool *nulls,
 static Oid
 JobsIdSequence(void)
 {
-	Oid			seq = get_relname_relid("jobs_id_seq",
-										get_namespace_oid(JOBQ_SCHEMA_NAME, false));
-
-	if (!OidIsValid(seq))
-		elog(ERROR, "jobq: sequence jobq.jobs_id_seq is missing");
-	return seq;
+	return JobqRelid("jobs_id_seq");
 }
 
 /*

@@ -78,21 +78,8 @@ typedef struct ClaimColumns
 
 static ClaimColumns cols = {InvalidOid};
 
-static int
-ColumnIndex(TupleDesc desc, const char *attname)
-{
-	int			i;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
-			return i;
-	}
-	elog(ERROR, "jobq: jobq.jobs_active has no column \"%s\"", attname);
-	return -1;					/* keep compiler quiet */
-}
+/* 0-based, for tts_values */
+#define ColumnIndex(desc, attname) (JobqAttnum((desc), (attname), false) - 1)
 
 static void
 ReadColumns(Relation rel)
@@ -119,16 +106,6 @@ ReadColumns(Relation rel)
 	cols.relid = RelationGetRelid(rel);
 }
 
-static Oid
-JobqRelid(Oid nsp, const char *relname)
-{
-	Oid			relid = get_relname_relid(relname, nsp);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "jobq: relation jobq.%s is missing", relname);
-	return relid;
-}
-
 static bool
 TextEquals(Datum d, const char *s)
 {
@@ -140,47 +117,19 @@ TextEquals(Datum d, const char *s)
 
 /*
  * May the queue be claimed by this unlimited claim: it is not paused, and
- * has neither a concurrency nor a rate limit (those go through jobq._claim).
- * A queue that does not exist has no jobs to give: true, as the statement's
- * NOT EXISTS had it.
+ * has neither a concurrency nor a rate limit (those go through jobq._claim;
+ * *limited is set).  A queue that does not exist has no jobs to give: true,
+ * as the statement's NOT EXISTS had it.
  */
 static bool
-QueueOpenAndUnlimited(Oid nsp, const char *queue, Snapshot snapshot, bool *limited)
+QueueOpenAndUnlimited(const char *queue, Snapshot snapshot, bool *limited)
 {
-	Relation	rel = table_open(JobqRelid(nsp, "queues"), AccessShareLock);
-	Relation	pkey = index_open(JobqRelid(nsp, "queues_pkey"), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TupleDesc	desc = RelationGetDescr(rel);
-	IndexScanDesc scan;
-	ScanKeyData key;
-	bool		open = true;
+	JobqQueueRow row;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   pkey->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(queue));
-	scan = index_beginscan(rel, pkey, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		paused;
-
-		paused = slot_getattr(slot, ColumnIndex(desc, "paused") + 1, &isnull);
-		if (!isnull && DatumGetBool(paused))
-			open = false;
-		/* limited since the caller looked: its jobs need jobq._claim */
-		(void) slot_getattr(slot, ColumnIndex(desc, "concurrency") + 1, &isnull);
-		if (!isnull)
-			open = false, *limited = true;
-		(void) slot_getattr(slot, ColumnIndex(desc, "rate_limit") + 1, &isnull);
-		if (!isnull)
-			open = false, *limited = true;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(pkey, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return open;
+	if (!JobqReadQueue(queue, snapshot, &row))
+		return true;
+	*limited = row.limited;
+	return !row.paused && !row.limited;
 }
 
 int
@@ -188,7 +137,6 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		  int64 token, bool token_null, TimestampTz due,
 		  JobqClaimRow *rows, MemoryContext cxt, bool *busy)
 {
-	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, false);
 	Snapshot	snapshot;
 	Relation	rel;
 	Relation	claim_idx;
@@ -213,13 +161,13 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
-	if (!QueueOpenAndUnlimited(nsp, queue, snapshot, &limited))
+	if (!QueueOpenAndUnlimited(queue, snapshot, &limited))
 	{
 		UnregisterSnapshot(snapshot);
 		return limited ? -2 : 0;
 	}
 
-	rel = table_open(JobqRelid(nsp, "jobs_active"), RowExclusiveLock);
+	rel = table_open(JobqRelid("jobs_active"), RowExclusiveLock);
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
 	{
 		/* a user's trigger must fire: the caller claims through SQL */
@@ -227,7 +175,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		UnregisterSnapshot(snapshot);
 		return -1;
 	}
-	claim_idx = index_open(JobqRelid(nsp, "jobs_active_claim_idx"), RowExclusiveLock);
+	claim_idx = index_open(JobqRelid("jobs_active_claim_idx"), RowExclusiveLock);
 	ReadColumns(rel);
 
 	/*

@@ -344,83 +344,10 @@ CompleteJob(JobqSqlRun *run, void *arg)
 }
 
 /*
- * Handler calls of the current batch, one FmgrInfo per (queue, owner).
- *
- * Why: a SQL-language function keeps its parsed and planned body in its
- * FmgrInfo only while the subtransaction that made it is alive, so with
- * one subtransaction per job, PostgreSQL 15 parsed and planned the
- * handler again for every job (a quarter of an executor's time for a
- * no-op job).  The jobs of a batch run in a chain of nested
- * subtransactions instead (RunBatch), so a body planned for the batch's
- * first job of a queue serves the next ones.
- *
- * Per owner, not per queue: the handler's body is parsed with the job
- * owner's search_path, whose "$user" differs between owners.  An entry
- * whose call failed is dropped: the body's execution state may have been
- * cut off half way.  Entries live in the batch's memory (reset by
- * RunBatch); PL/pgSQL and other handlers simply find their own cache again.
- */
-typedef struct BatchHandler
-{
-	JobqQueue  *queue;
-	Oid			owner;
-	FmgrInfo   *flinfo;
-} BatchHandler;
-
-static BatchHandler batch_handlers[JOBQ_MAX_BATCH];
-static int	nbatch_handlers = 0;
-static MemoryContext batch_handler_cxt = NULL;	/* NULL: no batch running */
-
-static FmgrInfo *
-BatchHandlerFor(JobqClaimedJob *job)
-{
-	int			i;
-	BatchHandler *h;
-
-	if (batch_handler_cxt == NULL)
-		return &job->queue->flinfo;
-	for (i = 0; i < nbatch_handlers; i++)
-	{
-		if (batch_handlers[i].queue == job->queue &&
-			batch_handlers[i].owner == job->owner)
-			return batch_handlers[i].flinfo;
-	}
-	if (nbatch_handlers == JOBQ_MAX_BATCH)
-	{
-		/* cannot happen (a batch has at most that many jobs); never shared */
-		FmgrInfo   *own = MemoryContextAlloc(batch_handler_cxt, sizeof(FmgrInfo));
-
-		fmgr_info_copy(own, &job->queue->flinfo, batch_handler_cxt);
-		return own;
-	}
-	h = &batch_handlers[nbatch_handlers++];
-	h->queue = job->queue;
-	h->owner = job->owner;
-	h->flinfo = MemoryContextAlloc(batch_handler_cxt, sizeof(FmgrInfo));
-	fmgr_info_copy(h->flinfo, &job->queue->flinfo, batch_handler_cxt);
-	return h->flinfo;
-}
-
-static void
-ForgetBatchHandler(FmgrInfo *flinfo)
-{
-	int			i;
-
-	for (i = 0; i < nbatch_handlers; i++)
-	{
-		if (batch_handlers[i].flinfo == flinfo)
-		{
-			batch_handlers[i] = batch_handlers[--nbatch_handlers];
-			return;
-		}
-	}
-}
-
-/*
  * Run one claimed job inside the current transaction: the handler and its
  * completion in one subtransaction (both or neither), or, when it failed,
  * the failure recorded through the retry engine.  chained: leave a
- * successful job's subtransaction open (see BatchHandler).
+ * successful job's subtransaction open (see RunSqlBatchHandler).
  */
 static void
 RunJobInTransaction(JobqClaimedJob *job, bool chained)
@@ -444,7 +371,8 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	run.job_id = job->id;
 	run.owner = job->owner;
 	run.handler = job->queue->handler;
-	run.flinfo = chained ? BatchHandlerFor(job) : &job->queue->flinfo;
+	run.flinfo = chained ? RunSqlBatchHandler(&job->queue->flinfo, job->owner) :
+		&job->queue->flinfo;
 	run.keep_subxact = chained;
 	run.rettype = job->queue->rettype;
 	run.payload = job->payload;
@@ -457,7 +385,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	{
 		burst_needs_recheck = true;
 		if (chained)
-			ForgetBatchHandler(run.flinfo);
+			RunSqlForgetBatchHandler(run.flinfo);
 	}
 	if (run.ok || run.fenced)
 		;						/* recorded, or not ours to record */
@@ -743,8 +671,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	MemoryContextReset(completions_cxt);
 	completions.n = 0;
 	batch_completions = &completions;
-	batch_handler_cxt = completions_cxt;
-	nbatch_handlers = 0;
+	RunSqlBatchBegin(completions_cxt);
 
 	BeginJobTransaction(false);
 	chain_level = GetCurrentTransactionNestLevel();
@@ -769,8 +696,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 			ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 	}
-	batch_handler_cxt = NULL;
-	nbatch_handlers = 0;
+	RunSqlBatchEnd();
 	batch_completions = NULL;
 	ClaimRecordCompleted(&completions);
 	empty_claim_valid = false;

@@ -14,6 +14,8 @@
 
 #include "postgres.h"
 
+#include "access/attnum.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
@@ -184,6 +186,23 @@ extern void JobqNoteExecutorFailure(JobqDatabase *db);
 extern PGDLLEXPORT void jobq_launcher_main(Datum arg) pg_attribute_noreturn();
 extern PGDLLEXPORT void jobq_executor_main(Datum arg) pg_attribute_noreturn();
 extern void JobqRegisterLauncher(void);
+
+/* ---- tables.c ---- */
+struct SnapshotData;
+
+/* One row of jobq.queues, as the direct-access paths need it. */
+typedef struct JobqQueueRow
+{
+	char	   *kind;
+	char	   *handler;		/* text form; NULL unless kind = sql */
+	bool		paused;
+	bool		limited;		/* concurrency or rate_limit set */
+} JobqQueueRow;
+
+extern Oid	JobqRelid(const char *relname);
+extern AttrNumber JobqAttnum(TupleDesc desc, const char *attname, bool missing_ok);
+extern bool JobqReadQueue(const char *queue, struct SnapshotData *snapshot,
+						  JobqQueueRow *row);
 
 /* ---- ddl_guard.c ---- */
 extern void JobqInstallUtilityHook(void);

@@ -158,6 +158,95 @@ CheckOwner(Oid owner, Oid handler, const char **error_class)
 }
 
 /*
+ * Handler calls of the current batch, one FmgrInfo per (queue, owner).
+ *
+ * Why: a SQL-language function keeps its parsed and planned body in its
+ * FmgrInfo only while the subtransaction that made it is alive, so with
+ * one subtransaction per job, PostgreSQL 15 parsed and planned the
+ * handler again for every job (a quarter of an executor's time for a
+ * no-op job).  The jobs of a batch run in a chain of nested
+ * subtransactions instead (executor.c, RunBatch), so a body planned for
+ * the batch's first job of a queue serves the next ones.
+ *
+ * Per owner, not per queue: the handler's body is parsed with the job
+ * owner's search_path, whose "$user" differs between owners.  An entry
+ * whose call failed is dropped: the body's execution state may have been
+ * cut off half way.  Entries live in the batch's memory (reset by
+ * executor.c's RunBatch); PL/pgSQL and other handlers simply find their
+ * own cache again.
+ */
+typedef struct BatchHandler
+{
+	FmgrInfo   *queue_flinfo;	/* the queue cache's, copied */
+	Oid			owner;
+	FmgrInfo   *flinfo;			/* the copy this batch calls */
+} BatchHandler;
+
+#define MAX_BATCH_HANDLERS 32
+static BatchHandler batch_handlers[MAX_BATCH_HANDLERS];
+static int	nbatch_handlers = 0;
+static MemoryContext batch_handler_cxt = NULL;	/* NULL: no batch running */
+
+/* Start (cxt: the batch's memory, reset by the caller) and end a batch. */
+void
+RunSqlBatchBegin(MemoryContext cxt)
+{
+	batch_handler_cxt = cxt;
+	nbatch_handlers = 0;
+}
+
+void
+RunSqlBatchEnd(void)
+{
+	batch_handler_cxt = NULL;
+	nbatch_handlers = 0;
+}
+
+/* The FmgrInfo to call queue_flinfo's handler with for a job of owner. */
+FmgrInfo *
+RunSqlBatchHandler(FmgrInfo *queue_flinfo, Oid owner)
+{
+	int			i;
+	BatchHandler *h;
+	FmgrInfo   *copy;
+
+	if (batch_handler_cxt == NULL)
+		return queue_flinfo;
+	for (i = 0; i < nbatch_handlers; i++)
+	{
+		if (batch_handlers[i].queue_flinfo == queue_flinfo &&
+			batch_handlers[i].owner == owner)
+			return batch_handlers[i].flinfo;
+	}
+	copy = MemoryContextAlloc(batch_handler_cxt, sizeof(FmgrInfo));
+	fmgr_info_copy(copy, queue_flinfo, batch_handler_cxt);
+	/* a full table cannot happen (a batch has at most 32 jobs): never shared */
+	if (nbatch_handlers == MAX_BATCH_HANDLERS)
+		return copy;
+	h = &batch_handlers[nbatch_handlers++];
+	h->queue_flinfo = queue_flinfo;
+	h->owner = owner;
+	h->flinfo = copy;
+	return copy;
+}
+
+/* Its call failed: the next job of that queue and owner gets a fresh copy. */
+void
+RunSqlForgetBatchHandler(FmgrInfo *flinfo)
+{
+	int			i;
+
+	for (i = 0; i < nbatch_handlers; i++)
+	{
+		if (batch_handlers[i].flinfo == flinfo)
+		{
+			batch_handlers[i] = batch_handlers[--nbatch_handlers];
+			return;
+		}
+	}
+}
+
+/*
  * Turn the handler's return value into the job's result, in the caller's
  * memory context.  jsonb as is, json parsed, void nothing, anything else its
  * text form as a JSON string.

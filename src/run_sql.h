@@ -71,4 +71,10 @@ extern void RunSqlInit(JobqWorkerSlot *slot,
 					   volatile TimestampTz *shutdown_requested_at);
 extern void RunSqlHandler(JobqSqlRun *run);
 
+/* A batch's handler calls: one FmgrInfo per (queue handler, owner). */
+extern void RunSqlBatchBegin(MemoryContext cxt);
+extern void RunSqlBatchEnd(void);
+extern FmgrInfo *RunSqlBatchHandler(FmgrInfo *queue_flinfo, Oid owner);
+extern void RunSqlForgetBatchHandler(FmgrInfo *flinfo);
+
 #endif							/* JOBQ_RUN_SQL_H */

@@ -1,0 +1,597 @@
+/*-------------------------------------------------------------------------
+ *
+ * complete.c
+ *	  Fenced completion: a job leaves jobq.jobs_active for jobq.jobs_final
+ *	  with its attempt row, only while (id, attempt) is still its running
+ *	  lease.  For executors (a batch's jobs: the delete inside each job's
+ *	  subtransaction, the rows written once per batch) and external workers
+ *	  (jobq.complete), mostly with the table access method directly; the SQL
+ *	  statements remain for jobq._complete and for tables with a user's
+ *	  trigger or rule.
+ *
+ * IDENTIFICATION
+ *	  src/complete.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+#include "claim.h"
+#include "bulk_insert.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+static SPIPlanPtr plan_complete = NULL;
+static SPIPlanPtr plan_take_completed = NULL;
+static SPIPlanPtr plan_record_completed = NULL;
+static Oid	jobs_active_array_type = InvalidOid;
+
+/*
+ * Fenced completion: the job of lease (id, attempt) becomes completed with
+ * result, and its attempt row is written.  False, changing
+ * nothing, when that lease is no longer the job's current running lease.
+ * executor_lease false (jobq.complete, external workers): also false for a
+ * lease an executor holds, whose handler's writes would otherwise be thrown
+ * away by its own fenced completion.
+ * This is the only implementation: jobq._complete (used by jobq.complete)
+ * calls it too.
+ */
+bool
+ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
+{
+	Oid			argtypes[4] = {INT8OID, INT4OID, JSONBOID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int			ret;
+
+	/*
+	 * An external worker's completion (jobq.complete): the executor's own
+	 * direct-access steps.  Its job is of an external queue (jobq.claim
+	 * refuses the others), so no executor waits for the slot it frees.
+	 */
+	if (!executor_lease)
+	{
+		JobqCompletions acc;
+
+		acc.n = 0;
+		if (!ClaimTakeCompleted(id, attempt, result, false, &acc,
+								CurrentMemoryContext))
+			return false;
+		ClaimRecordCompleted(&acc);
+		return true;
+	}
+
+	JobqKeptPlan(&plan_complete,
+			"WITH d AS ("
+			"  DELETE FROM jobq.jobs_active a"
+			"   WHERE a.id OPERATOR(pg_catalog.=) $1"
+			"     AND a.attempt OPERATOR(pg_catalog.=) $2"
+			"     AND pg_catalog.texteq(a.state, 'running')"
+			"     AND (a.claimed_by IS NULL OR $4)"
+			"  RETURNING a.*),"
+			" f AS ("
+			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
+			"         attempt, max_attempts, unique_key, timeout, owner, created_at,"
+			"         started_at, completed_at, last_heartbeat, lease_expires_at,"
+			"         worker, claimed_by, snoozes, error_type, last_error, result)"
+			"  SELECT d.id, d.queue, d.payload, 'completed', d.priority, d.run_at,"
+			"         d.attempt, d.max_attempts, d.unique_key, d.timeout, d.owner, d.created_at,"
+			"         d.started_at, pg_catalog.clock_timestamp(), d.last_heartbeat, NULL,"
+			"         d.worker, d.claimed_by, d.snoozes, d.error_type, d.last_error, $3"
+			"    FROM d)"
+			" INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
+			"        finished_at, outcome, worker)"
+			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at,"
+			"        pg_catalog.clock_timestamp(), 'completed', d.worker"
+			"   FROM d"
+			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL"
+			"              FROM jobq.queues q"
+			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)",
+			4, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	values[3] = BoolGetDatum(executor_lease);
+	if (result != NULL)
+		values[2] = JsonbPGetDatum(result);
+	else
+		nulls[2] = 'n';
+	ret = SPI_execute_plan(plan_complete, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		return false;
+
+	/*
+	 * A slot of a concurrency-limited SQL queue came free.  Idle executors
+	 * do not watch full queues (ClaimNextDue skips them: the executor that
+	 * finishes a job claims the next itself), so when the finisher is not
+	 * that executor (jobq._complete from another session), wake one at
+	 * commit.  External workers cannot hold SQL jobs (jobq.claim refuses).
+	 */
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && DatumGetBool(d))
+			JobqWakeAtCommit();
+	}
+	return true;
+}
+
+/*
+ * jobs_active, for the direct-access completion below: its OID is kept
+ * from call to call, and checked to still name jobq.jobs_active whenever
+ * it is opened (backends other than executors outlive DROP and CREATE
+ * EXTENSION).  The primary key comes from the relcache each time.
+ */
+static Oid	jobs_active_relid = InvalidOid;
+static AttrNumber jobs_active_attempt_attno;
+static AttrNumber jobs_active_state_attno;
+static AttrNumber jobs_active_claimed_by_attno;
+
+static void
+LookupJobsActive(void)
+{
+	Oid			relid = JobqRelid("jobs_active");
+
+	jobs_active_attempt_attno = get_attnum(relid, "attempt");
+	jobs_active_state_attno = get_attnum(relid, "state");
+	jobs_active_claimed_by_attno = get_attnum(relid, "claimed_by");
+	if (jobs_active_attempt_attno == InvalidAttrNumber ||
+		jobs_active_state_attno == InvalidAttrNumber ||
+		jobs_active_claimed_by_attno == InvalidAttrNumber)
+		elog(ERROR, "jobq: jobq.jobs_active lacks column attempt, state or claimed_by");
+	jobs_active_relid = relid;
+}
+
+static Relation
+OpenJobsActive(LOCKMODE lockmode)
+{
+	Relation	rel = NULL;
+
+	if (OidIsValid(jobs_active_relid))
+	{
+		rel = try_table_open(jobs_active_relid, lockmode);
+		if (rel != NULL &&
+			(strcmp(RelationGetRelationName(rel), "jobs_active") != 0 ||
+			 RelationGetNamespace(rel) != get_namespace_oid(JOBQ_SCHEMA_NAME, true)))
+		{
+			table_close(rel, lockmode);
+			rel = NULL;
+		}
+	}
+	if (rel == NULL)
+	{
+		LookupJobsActive();
+		rel = table_open(jobs_active_relid, lockmode);
+	}
+	return rel;
+}
+
+/*
+ * Is the row in slot the running lease (attempt) of its job?  For an
+ * external caller (executor_lease false), only if no executor holds it.
+ */
+static bool
+SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (!executor_lease)
+	{
+		(void) slot_getattr(slot, jobs_active_claimed_by_attno, &isnull);
+		if (!isnull)
+			return false;
+	}
+
+	d = slot_getattr(slot, jobs_active_attempt_attno, &isnull);
+	if (isnull || DatumGetInt32(d) != attempt)
+		return false;
+	d = slot_getattr(slot, jobs_active_state_attno, &isnull);
+	if (isnull)
+		return false;
+	{
+		text	   *state = DatumGetTextPP(d);
+
+		return VARSIZE_ANY_EXHDR(state) == strlen("running") &&
+			memcmp(VARDATA_ANY(state), "running", strlen("running")) == 0;
+	}
+}
+
+/*
+ * ClaimTakeCompleted's delete as a statement, for a jobs_active with a
+ * trigger or a rule: the deleted row (a flat composite datum in SPI's
+ * memory), or 0 when the lease is no longer current.
+ */
+static Datum
+TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, BOOLOID};
+	Datum		values[3];
+	bool		isnull;
+	int			ret;
+
+	JobqKeptPlan(&plan_take_completed,
+				 "DELETE FROM jobq.jobs_active a"
+				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
+				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
+				 "   AND pg_catalog.texteq(a.state, 'running')"
+				 "   AND (a.claimed_by IS NULL OR $3)"
+				 " RETURNING a",
+				 3, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	values[2] = BoolGetDatum(executor_lease);
+	ret = SPI_execute_plan(plan_take_completed, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: completing job %lld failed: %s", (long long) id,
+			 SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		return (Datum) 0;
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/*
+ * The first half of a batched completion, inside the job's subtransaction
+ * (so it commits or rolls back with the handler's writes): the fenced
+ * removal from jobs_active.  The row is kept in acc (copied into cxt) for
+ * ClaimRecordCompleted.  False when the lease is no longer current.
+ *
+ * This is the statement
+ *     DELETE FROM jobq.jobs_active WHERE id = $1 AND attempt = $2
+ *        AND state = 'running' RETURNING jobs_active
+ * done with the table AM directly: one primary-key probe and heap_delete.
+ * Through SPI, executor start-up and shutdown of that statement were a
+ * quarter of an executor's time for a no-op job.  Semantics are READ
+ * COMMITTED's, as the statement had them: a row locked by another
+ * transaction (jobq.cancel holds it FOR UPDATE) is waited for; a row
+ * deleted meanwhile is not ours any more (fenced); a row updated meanwhile
+ * is looked up again and its new version judged by the same test.
+ */
+bool
+ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
+				   JobqCompletions *acc, MemoryContext cxt)
+{
+	Relation	rel;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	Datum		row = (Datum) 0;
+	bool		taken = false;
+	int			tries;
+	MemoryContext oldcxt;
+
+	Assert(acc->n < JOBQ_MAX_BATCH);
+	rel = OpenJobsActive(RowExclusiveLock);
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+	{
+		/* a user's trigger must fire: the statement itself */
+		table_close(rel, NoLock);
+		row = TakeCompletedSQL(id, attempt, executor_lease);
+		if (row == (Datum) 0)
+			return false;
+		oldcxt = MemoryContextSwitchTo(cxt);
+		row = datumCopy(row, false, -1);
+		MemoryContextSwitchTo(oldcxt);
+		goto taken;
+	}
+	pkey = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+
+	/* each try follows one concurrent update; a job is rarely updated twice */
+	for (tries = 0; tries < 100 && !taken; tries++)
+	{
+		Snapshot	snapshot;
+		IndexScanDesc scan;
+		ScanKeyData key;
+		bool		found;
+		TM_Result	res;
+		TM_FailureData tmfd;
+		ItemPointerData tid;
+
+		/* see the handler's own writes, and every commit up to now */
+		CommandCounterIncrement();
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+		scan = index_beginscan(rel, pkey, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		if (!found || !SlotIsLease(slot, attempt, executor_lease))
+		{
+			UnregisterSnapshot(snapshot);
+			break;
+		}
+
+		/* a flat copy first: the row's TOASTed values go with it */
+		oldcxt = MemoryContextSwitchTo(cxt);
+		row = ExecFetchSlotHeapTupleDatum(slot);
+		MemoryContextSwitchTo(oldcxt);
+		tid = slot->tts_tid;
+
+		res = table_tuple_delete(rel, &tid, GetCurrentCommandId(true), snapshot,
+								 InvalidSnapshot, true, &tmfd, false);
+		UnregisterSnapshot(snapshot);
+		switch (res)
+		{
+			case TM_Ok:
+				taken = true;
+				break;
+			case TM_Updated:
+				/* changed since we read it: judge its new version */
+				pfree(DatumGetPointer(row));
+				row = (Datum) 0;
+				continue;
+			case TM_Deleted:
+				/* cancelled or recovered meanwhile: not ours any more */
+				break;
+			default:
+				elog(ERROR, "jobq: unexpected result %d deleting job %lld",
+					 (int) res, (long long) id);
+		}
+		break;
+	}
+	if (!taken && tries >= 100)
+		elog(ERROR, "jobq: job %lld kept changing while being completed", (long long) id);
+
+	ExecDropSingleTupleTableSlot(slot);
+	/* the locks stay until the end of the transaction, as a statement's do */
+	index_close(pkey, NoLock);
+	table_close(rel, NoLock);
+	if (!taken)
+		return false;
+
+taken:
+	oldcxt = MemoryContextSwitchTo(cxt);
+	acc->rows[acc->n] = row;
+	acc->result_nulls[acc->n] = (result == NULL);
+	acc->results[acc->n] = result ? datumCopy(JsonbPGetDatum(result), false, -1) : (Datum) 0;
+	acc->finished[acc->n] = TimestampTzGetDatum(GetCurrentTimestamp());
+	acc->n++;
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/* The attribute of desc named attname (0-based), or -1. */
+#define AttIndex(desc, attname) (JobqAttnum((desc), (attname), true) - 1)
+
+/*
+ * ClaimRecordCompleted through the table AM (bulk_insert.c): false, having
+ * written nothing, when jobs_final or job_attempts has a trigger.
+ */
+static bool
+RecordCompletedDirect(JobqCompletions *acc)
+{
+	JobqBulkInsert *finals;
+	JobqBulkInsert *attempts;
+	TupleDesc	adesc;
+	TupleDesc	fdesc;
+	TupleDesc	tdesc;
+	HeapTupleHeader first = DatumGetHeapTupleHeader(acc->rows[0]);
+	int		   *fmap;
+	int			a_id,
+				a_attempt,
+				a_queue,
+				a_owner,
+				a_started,
+				a_worker;
+	int			f_state,
+				f_completed,
+				f_lease,
+				f_result;
+	Datum		completed = CStringGetTextDatum("completed");
+	Datum	   *avals,
+			   *fvals,
+			   *tvals;
+	bool	   *anulls,
+			   *fnulls,
+			   *tnulls;
+	int			i,
+				j;
+
+	finals = JobqBulkBegin("jobs_final");
+	if (finals == NULL)
+		return false;
+	attempts = JobqBulkBegin("job_attempts");
+	if (attempts == NULL)
+	{
+		JobqBulkEnd(finals);
+		return false;
+	}
+	fdesc = RelationGetDescr(JobqBulkRelation(finals));
+	tdesc = RelationGetDescr(JobqBulkRelation(attempts));
+	adesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(first),
+								   HeapTupleHeaderGetTypMod(first));
+
+	/* a final row is its active row, column by column (by name) ... */
+	fmap = palloc(sizeof(int) * fdesc->natts);
+	for (j = 0; j < fdesc->natts; j++)
+		fmap[j] = TupleDescAttr(fdesc, j)->attisdropped ? -1 :
+			AttIndex(adesc, NameStr(TupleDescAttr(fdesc, j)->attname));
+	/* ... but for these */
+	f_state = JobqBulkAttnum(finals, "state") - 1;
+	f_completed = JobqBulkAttnum(finals, "completed_at") - 1;
+	f_lease = JobqBulkAttnum(finals, "lease_expires_at") - 1;
+	f_result = JobqBulkAttnum(finals, "result") - 1;
+	a_id = AttIndex(adesc, "id");
+	a_attempt = AttIndex(adesc, "attempt");
+	a_queue = AttIndex(adesc, "queue");
+	a_owner = AttIndex(adesc, "owner");
+	a_started = AttIndex(adesc, "started_at");
+	a_worker = AttIndex(adesc, "worker");
+	if (a_id < 0 || a_attempt < 0 || a_queue < 0 || a_owner < 0 ||
+		a_started < 0 || a_worker < 0)
+		elog(ERROR, "jobq: jobq.jobs_active lacks a column of job_attempts");
+
+	avals = palloc(sizeof(Datum) * adesc->natts);
+	anulls = palloc(sizeof(bool) * adesc->natts);
+	fvals = palloc(sizeof(Datum) * fdesc->natts);
+	fnulls = palloc(sizeof(bool) * fdesc->natts);
+	tvals = palloc(sizeof(Datum) * tdesc->natts);
+	tnulls = palloc(sizeof(bool) * tdesc->natts);
+
+	for (i = 0; i < acc->n; i++)
+	{
+		HeapTupleHeader th = DatumGetHeapTupleHeader(acc->rows[i]);
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(th);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = th;
+		heap_deform_tuple(&tup, adesc, avals, anulls);
+
+		for (j = 0; j < fdesc->natts; j++)
+		{
+			fnulls[j] = fmap[j] < 0 || anulls[fmap[j]];
+			fvals[j] = fnulls[j] ? (Datum) 0 : avals[fmap[j]];
+		}
+		fvals[f_state] = completed;
+		fnulls[f_state] = false;
+		fvals[f_completed] = acc->finished[i];
+		fnulls[f_completed] = false;
+		fnulls[f_lease] = true;
+		fvals[f_result] = acc->results[i];
+		fnulls[f_result] = acc->result_nulls[i];
+		JobqBulkAdd(finals, fvals, fnulls);
+
+		memset(tnulls, true, sizeof(bool) * tdesc->natts);
+#define SET_ATTEMPT_COL(name, val, isnull) \
+		do { \
+			int			k_ = JobqBulkAttnum(attempts, (name)) - 1; \
+			tvals[k_] = (val); \
+			tnulls[k_] = (isnull); \
+		} while (0)
+		SET_ATTEMPT_COL("job_id", avals[a_id], anulls[a_id]);
+		SET_ATTEMPT_COL("attempt", avals[a_attempt], anulls[a_attempt]);
+		SET_ATTEMPT_COL("queue", avals[a_queue], anulls[a_queue]);
+		SET_ATTEMPT_COL("owner", avals[a_owner], anulls[a_owner]);
+		SET_ATTEMPT_COL("started_at", avals[a_started], anulls[a_started]);
+		SET_ATTEMPT_COL("finished_at", acc->finished[i], false);
+		SET_ATTEMPT_COL("outcome", completed, false);
+		SET_ATTEMPT_COL("worker", avals[a_worker], anulls[a_worker]);
+#undef SET_ATTEMPT_COL
+		JobqBulkAdd(attempts, tvals, tnulls);
+	}
+	ReleaseTupleDesc(adesc);
+	JobqBulkEnd(finals);
+	JobqBulkEnd(attempts);
+	return true;
+}
+
+/*
+ * The second half, once per batch in the outer transaction: the final rows
+ * and the attempt rows of every job taken.  The columns written are those
+ * of ClaimComplete.  Directly through the table AM, or, when a user put a
+ * trigger on one of the tables, in one statement.
+ */
+void
+ClaimRecordCompleted(JobqCompletions *acc)
+{
+	Oid			argtypes[3];
+	Datum		values[3];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			ret;
+
+	if (acc->n == 0)
+		return;
+	if (RecordCompletedDirect(acc))
+	{
+		acc->n = 0;
+		return;
+	}
+	{
+		/* looked up each time: a session outlives DROP/CREATE EXTENSION */
+		Oid			relid = JobqRelid("jobs_active");
+		Oid			array_type = get_array_type(get_rel_type_id(relid));
+
+		if (array_type != jobs_active_array_type && plan_record_completed != NULL)
+		{
+			SPI_freeplan(plan_record_completed);
+			plan_record_completed = NULL;
+		}
+		jobs_active_array_type = array_type;
+	}
+	argtypes[0] = jobs_active_array_type;
+	argtypes[1] = JSONBARRAYOID;
+	argtypes[2] = TIMESTAMPTZARRAYOID;
+	JobqKeptPlan(&plan_record_completed,
+				 "WITH r AS ("
+				 "  SELECT j.*, x.res, x.fin"
+				 "    FROM pg_catalog.unnest($1) WITH ORDINALITY AS j"
+				 "    JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+				 "         WITH ORDINALITY AS x(res, fin, n)"
+				 "      ON x.n OPERATOR(pg_catalog.=) j.ordinality),"
+				 " f AS ("
+				 "  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
+				 "         attempt, max_attempts, unique_key, timeout, owner, created_at,"
+				 "         started_at, completed_at, last_heartbeat, lease_expires_at,"
+				 "         worker, claimed_by, snoozes, error_type, last_error, result)"
+				 "  SELECT r.id, r.queue, r.payload, 'completed', r.priority, r.run_at,"
+				 "         r.attempt, r.max_attempts, r.unique_key, r.timeout, r.owner, r.created_at,"
+				 "         r.started_at, r.fin, r.last_heartbeat, NULL,"
+				 "         r.worker, r.claimed_by, r.snoozes, r.error_type, r.last_error, r.res"
+				 "    FROM r)"
+				 " INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
+				 "        finished_at, outcome, worker)"
+				 " SELECT r.id, r.attempt, r.queue, r.owner, r.started_at, r.fin, 'completed', r.worker"
+				 "   FROM r",
+				 3, argtypes);
+
+	dims[0] = acc->n;
+	values[0] = PointerGetDatum(construct_array(acc->rows, acc->n,
+												get_element_type(jobs_active_array_type),
+												-1, false, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_md_array(acc->results, acc->result_nulls,
+												   1, dims, lbs, JSONBOID, -1, false,
+												   TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(acc->finished, acc->n, TIMESTAMPTZOID,
+												8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_plan(plan_record_completed, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT || SPI_processed != (uint64) acc->n)
+		elog(ERROR, "jobq: recording %d completions failed: %s", acc->n,
+			 SPI_result_code_string(ret));
+	acc->n = 0;
+}
+
+PG_FUNCTION_INFO_V1(jobq_complete_lease);
+
+/*
+ * jobq._complete(id, attempt, result): ClaimComplete for SQL callers
+ * (jobq.complete of external workers).
+ */
+Datum
+jobq_complete_lease(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
+	SPI_finish();
+	PG_RETURN_BOOL(done);
+}
+

@@ -1,0 +1,106 @@
+/*-------------------------------------------------------------------------
+ *
+ * tables.c
+ *	  Finding jobq's own tables and columns, and reading one queue's row,
+ *	  for the paths that use the table access method directly (submit,
+ *	  claim_heap.c, the direct completion, bulk_insert.c).
+ *
+ * Nothing here is cached across calls: a client backend outlives DROP and
+ * CREATE EXTENSION, and these lookups are syscache hits.
+ *
+ * IDENTIFICATION
+ *	  src/tables.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jobq.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+/* jobq.<relname>'s OID; an error when it is missing. */
+Oid
+JobqRelid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname,
+										  get_namespace_oid(JOBQ_SCHEMA_NAME, false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "jobq: relation jobq.%s is missing", relname);
+	return relid;
+}
+
+/*
+ * The attribute number of column attname in desc; InvalidAttrNumber when
+ * there is none and missing_ok, else an error.
+ */
+AttrNumber
+JobqAttnum(TupleDesc desc, const char *attname, bool missing_ok)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), attname) == 0)
+			return att->attnum;
+	}
+	if (!missing_ok)
+		elog(ERROR, "jobq: a jobq table lacks column \"%s\"", attname);
+	return InvalidAttrNumber;
+}
+
+/*
+ * Read the row of queue in jobq.queues with snapshot (a probe of its
+ * primary key): false when there is none.  kind and handler are palloc'd
+ * in the current context (handler NULL when the column is).
+ */
+bool
+JobqReadQueue(const char *queue, Snapshot snapshot, JobqQueueRow *row)
+{
+	Relation	rel = table_open(JobqRelid("queues"), AccessShareLock);
+	Relation	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   pkey->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(queue));
+	scan = index_beginscan(rel, pkey, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		d = slot_getattr(slot, JobqAttnum(desc, "kind", false), &isnull);
+		row->kind = isnull ? pstrdup("") : TextDatumGetCString(d);
+		d = slot_getattr(slot, JobqAttnum(desc, "handler", false), &isnull);
+		row->handler = isnull ? NULL : TextDatumGetCString(d);
+		d = slot_getattr(slot, JobqAttnum(desc, "paused", false), &isnull);
+		row->paused = !isnull && DatumGetBool(d);
+		(void) slot_getattr(slot, JobqAttnum(desc, "concurrency", false), &isnull);
+		row->limited = !isnull;
+		(void) slot_getattr(slot, JobqAttnum(desc, "rate_limit", false), &isnull);
+		row->limited |= !isnull;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
