@@ -32,12 +32,12 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(jobq_claim);
 PG_FUNCTION_INFO_V1(jobq_complete);
 
-static SPIPlanPtr plan_claim_queue = NULL;
 static SPIPlanPtr plan_expired_probe = NULL;
 static SPIPlanPtr plan_recover_expired = NULL;
 
@@ -45,10 +45,7 @@ static SPIPlanPtr plan_recover_expired = NULL;
 static bool
 FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-	bool		limited;
+	JobqQueueRow row;
 
 	*paused = false;
 	/* a claim of more jobs than this goes through SQL: no array that size */
@@ -56,21 +53,11 @@ FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused
 		(lease->month == 0 && lease->day == 0 && lease->time == 0))
 		return false;
 
-	JobqKeptPlan(&plan_claim_queue,
-				 "SELECT q.paused, q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL"
-				 "       OR q.kind OPERATOR(pg_catalog.<>) 'external'"
-				 "  FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1",
-				 1, argtypes);
-	values[0] = CStringGetTextDatum(queue);
-	if (SPI_execute_plan(plan_claim_queue, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "jobq: queue lookup failed");
-	if (SPI_processed != 1)
+	/* the snapshot a read-only statement would use */
+	if (!JobqReadQueue(queue, GetActiveSnapshot(), &row))
 		return false;
-	*paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	limited = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
-	return !limited;
+	*paused = row.paused;
+	return !row.limited && strcmp(row.kind, "external") == 0;
 }
 
 /*
