@@ -34,6 +34,7 @@
  */
 #include "jobq.h"
 #include "bulk_insert.h"
+#include "claim.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -368,6 +369,17 @@ SetNewJobColumns(JobqBulkInsert *bulk, Datum *values, bool *nulls,
 #undef SET_COL
 }
 
+/*
+ * A new job's run_at: the one given, or now() (the transaction's start), as
+ * SetNewJobColumns and the INSERT statements have it.
+ */
+static TimestampTz
+SubmitRunAt(JobqSubmitOptions *opt)
+{
+	return opt->run_at_null ? GetCurrentTransactionStartTimestamp()
+		: DatumGetTimestampTz(opt->run_at);
+}
+
 static Oid
 JobsIdSequence(void)
 {
@@ -531,6 +543,7 @@ SubmitOne(const char *queue, Datum payload,
 		payload = CheckHttpPayload(payload);
 
 	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller);
+	ClaimFloorNote(queue, opt->priority, SubmitRunAt(opt), id);
 
 	/* nothing in the server runs external queues: no wake-up to pay for */
 	if (strcmp(info.kind, "external") != 0)
@@ -739,6 +752,8 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 
 	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo))
 	{
+		/* ids are positive: 0 is below every job of the batch */
+		ClaimFloorNote(queue, opt.priority, SubmitRunAt(&opt), 0);
 		if (strcmp(info.kind, "external") != 0 &&
 			JsonContainerSize(&payloads->root) > 0)
 			JobqWakeAtCommitForQueue(queue);
@@ -766,6 +781,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	nulls[5] = opt.timeout_null ? 'n' : ' ';
 	values[6] = ObjectIdGetDatum(sw.caller);
 	ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+	ClaimFloorNote(queue, opt.priority, SubmitRunAt(&opt), 0);
 
 	for (i = 0; i < SPI_processed; i++)
 	{

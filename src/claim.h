@@ -73,6 +73,37 @@ typedef struct JobqCompletions
 	Datum		finished[JOBQ_MAX_BATCH];	/* when each handler returned */
 } JobqCompletions;
 
+/* A position in a queue's claim order (jobs_active_claim_idx). */
+typedef struct JobqClaimKey
+{
+	int32		priority;		/* DESC */
+	TimestampTz run_at;
+	int64		id;
+} JobqClaimKey;
+
+/* One claim scan's use of its queue's floor (claim_floor.c). */
+typedef struct JobqClaimFloorScan
+{
+	bool		has_floor;		/* start at floor, not at the queue's front */
+	JobqClaimKey floor;
+	uint64		ticket;			/* non-zero: this scan raises the floor */
+	bool		from_front;		/* the raise's periodic scan from the front */
+	bool		stopped;		/* met an entry that is not gone: stop */
+	JobqClaimKey stop;
+	bool		saw_gone;		/* met gone entries before any stop */
+	JobqClaimKey last_gone;
+} JobqClaimFloorScan;
+
+extern Size ClaimFloorShmemSize(void);
+extern void ClaimFloorShmemInit(void);
+extern int	JobqClaimKeyCompare(const JobqClaimKey *a, const JobqClaimKey *b);
+extern void ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs);
+extern void ClaimFloorSawLive(JobqClaimFloorScan *fs, const JobqClaimKey *key);
+extern void ClaimFloorSawGone(JobqClaimFloorScan *fs, const JobqClaimKey *key);
+extern void ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs);
+extern void ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at,
+						   int64 id);
+
 extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);
 extern JobqQueue *ClaimQueue(int i);

@@ -38,6 +38,8 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/itup.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -53,6 +55,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "storage/bufmgr.h"
 #include "utils/timestamp.h"
 
 /* Columns of jobq.jobs_active the claim reads or writes (0-based). */
@@ -132,6 +135,147 @@ QueueOpenAndUnlimited(const char *queue, Snapshot snapshot, bool *limited)
 	return !row.paused && !row.limited;
 }
 
+/* One range of claim order, as index scan keys on jobs_active_claim_idx. */
+#define MAX_RANGE_KEYS 4
+typedef struct ClaimRange
+{
+	int			nkeys;
+	ScanKeyData keys[MAX_RANGE_KEYS];
+} ClaimRange;
+
+/* Index columns: (queue, priority DESC, run_at, id). */
+#define CLAIM_IDX_QUEUE 1
+#define CLAIM_IDX_PRIORITY 2
+#define CLAIM_IDX_RUN_AT 3
+#define CLAIM_IDX_ID 4
+
+static void
+RangeKey(ClaimRange *r, AttrNumber attno, StrategyNumber strategy,
+		 Oid collation, RegProcedure proc, Datum arg)
+{
+	Assert(r->nkeys < MAX_RANGE_KEYS);
+	ScanKeyEntryInitialize(&r->keys[r->nkeys++], 0, attno, strategy, InvalidOid,
+						   collation, proc, arg);
+}
+
+/*
+ * The ranges a claim scans, in claim order: the queue from its front, or,
+ * from a floor (p, r, i) on, the rest of priority p at run_at r (id >= i),
+ * the rest of priority p (run_at > r), then the lower priorities.  Simple
+ * keys only: each range is one descent to its first entry.
+ */
+static int
+ClaimRanges(Relation claim_idx, const char *queue, const JobqClaimFloorScan *fs,
+			ClaimRange *ranges)
+{
+	Datum		q = CStringGetTextDatum(queue);
+	Oid			coll = claim_idx->rd_indcollation[CLAIM_IDX_QUEUE - 1];
+	int			i;
+
+	memset(ranges, 0, sizeof(ClaimRange) * 3);
+	for (i = 0; i < 3; i++)
+		RangeKey(&ranges[i], CLAIM_IDX_QUEUE, BTEqualStrategyNumber, coll, F_TEXTEQ, q);
+	if (!fs->has_floor)
+		return 1;
+
+	RangeKey(&ranges[0], CLAIM_IDX_PRIORITY, BTEqualStrategyNumber, InvalidOid,
+			 F_INT4EQ, Int32GetDatum(fs->floor.priority));
+	RangeKey(&ranges[0], CLAIM_IDX_RUN_AT, BTEqualStrategyNumber, InvalidOid,
+			 F_TIMESTAMPTZ_EQ, TimestampTzGetDatum(fs->floor.run_at));
+	RangeKey(&ranges[0], CLAIM_IDX_ID, BTGreaterEqualStrategyNumber, InvalidOid,
+			 F_INT8GE, Int64GetDatum(fs->floor.id));
+
+	RangeKey(&ranges[1], CLAIM_IDX_PRIORITY, BTEqualStrategyNumber, InvalidOid,
+			 F_INT4EQ, Int32GetDatum(fs->floor.priority));
+	RangeKey(&ranges[1], CLAIM_IDX_RUN_AT, BTGreaterStrategyNumber, InvalidOid,
+			 F_TIMESTAMPTZ_GT, TimestampTzGetDatum(fs->floor.run_at));
+
+	/* priority is DESC in the index: lower priorities come after */
+	RangeKey(&ranges[2], CLAIM_IDX_PRIORITY, BTLessStrategyNumber, InvalidOid,
+			 F_INT4LT, Int32GetDatum(fs->floor.priority));
+	return 3;
+}
+
+/* The claim-order key of the index entry the scan is on. */
+static void
+EntryKey(IndexScanDesc scan, JobqClaimKey *key)
+{
+	bool		isnull;
+
+	key->priority = DatumGetInt32(index_getattr(scan->xs_itup, CLAIM_IDX_PRIORITY,
+												scan->xs_itupdesc, &isnull));
+	key->run_at = DatumGetTimestampTz(index_getattr(scan->xs_itup, CLAIM_IDX_RUN_AT,
+													scan->xs_itupdesc, &isnull));
+	key->id = DatumGetInt64(index_getattr(scan->xs_itup, CLAIM_IDX_ID,
+										  scan->xs_itupdesc, &isnull));
+}
+
+/*
+ * Is the index entry at tid gone for good: every version of its HOT chain
+ * deleted by a committed transaction or inserted by an aborted one?  Then
+ * no snapshot taken from now on sees any of them (the floor may pass it).
+ * Anything else (in progress, live, locked) is not gone.  The heap fetch
+ * that just found nothing visible left tid's block pinned in the scan.
+ */
+static bool
+EntryGone(Relation rel, IndexScanDesc scan, ItemPointer tid)
+{
+	IndexFetchHeapData *hf = (IndexFetchHeapData *) scan->xs_heapfetch;
+	Buffer		buf = hf->xs_cbuf;
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(tid);
+	TransactionId prev_xmax = InvalidTransactionId;
+	bool		at_root = true;
+	bool		gone = true;
+	Page		page;
+
+	if (!BufferIsValid(buf) || BufferGetBlockNumber(buf) != blkno)
+		return false;
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	for (;;)
+	{
+		ItemId		lp;
+		HeapTupleData tuple;
+		TransactionId dead_after;
+		HTSV_Result htsv;
+
+		if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
+			break;				/* truncated away */
+		lp = PageGetItemId(page, offnum);
+		if (ItemIdIsRedirected(lp) && at_root)
+		{
+			offnum = ItemIdGetRedirect(lp);
+			at_root = false;
+			continue;
+		}
+		if (!ItemIdIsNormal(lp))
+			break;				/* pruned: nothing left of the chain */
+		tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+		tuple.t_len = ItemIdGetLength(lp);
+		tuple.t_tableOid = RelationGetRelid(rel);
+		ItemPointerSet(&tuple.t_self, blkno, offnum);
+		if (at_root && HeapTupleIsHeapOnly(&tuple))
+			break;				/* the slot went to another chain */
+		if (TransactionIdIsValid(prev_xmax) &&
+			!TransactionIdEquals(prev_xmax, HeapTupleHeaderGetXmin(tuple.t_data)))
+			break;				/* the chain ends before this tuple */
+		htsv = HeapTupleSatisfiesVacuumHorizon(&tuple, buf, &dead_after);
+		if (htsv != HEAPTUPLE_DEAD && htsv != HEAPTUPLE_RECENTLY_DEAD)
+		{
+			gone = false;
+			break;
+		}
+		if (!HeapTupleIsHotUpdated(&tuple))
+			break;
+		offnum = ItemPointerGetOffsetNumber(&tuple.t_data->t_ctid);
+		prev_xmax = HeapTupleHeaderGetUpdateXid(tuple.t_data);
+		at_root = false;
+	}
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	return gone;
+}
+
 int
 ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		  int64 token, bool token_null, TimestampTz due,
@@ -143,7 +287,10 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	EState	   *estate;
 	ResultRelInfo *rri;
 	IndexScanDesc scan;
-	ScanKeyData keys[2];
+	JobqClaimFloorScan fs;
+	ClaimRange	ranges[3];
+	int			nranges;
+	int			range;
 	TupleTableSlot *slot;
 	TupleTableSlot *newslot;
 	CommandId	cid;
@@ -198,91 +345,123 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	if (worker != NULL)
 		worker_datum = CStringGetTextDatum(worker);
 
-	/* queue = $queue, and run_at <= $due checked in the index tuple */
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   claim_idx->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(queue));
-	ScanKeyEntryInitialize(&keys[1], 0, 3, BTLessEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(due));
-	scan = index_beginscan(rel, claim_idx, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	/*
+	 * The scan starts at the queue's floor (claim_floor.c), in up to three
+	 * ranges of claim order; without a floor, at the front of the queue.
+	 * run_at <= $due is tested here, on the index tuple, so that the floor
+	 * is told about every entry.
+	 */
+	ClaimFloorBegin(RelationGetRelid(claim_idx), queue, &fs);
+	nranges = ClaimRanges(claim_idx, queue, &fs, ranges);
 
 	slot = table_slot_create(rel, NULL);
 	newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 
-	while (n < max_jobs && index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (range = 0; range < nranges && n < max_jobs; range++)
 	{
-		TM_Result	res;
-		TM_FailureData tmfd;
-		LockTupleMode lockmode;
-		bool		update_indexes;
-		JobqClaimRow *row;
-		MemoryContext oldcxt;
-
-		ItemPointerData tid = slot->tts_tid;
-
-		slot_getallattrs(slot);
-		if (slot->tts_isnull[cols.state] ||
-			!TextEquals(slot->tts_values[cols.state], "pending"))
-			continue;
-
-		/* FOR UPDATE SKIP LOCKED: held or changed since our snapshot: skip */
-		res = table_tuple_lock(rel, &tid, snapshot, slot, cid, LockTupleExclusive,
-							   LockWaitSkip, 0, &tmfd);
-		if (res == TM_WouldBlock)
-			*busy = true;		/* its holder may yet give it up */
-		if (res != TM_Ok)
-			continue;
-		slot_getallattrs(slot);
-
-		ExecClearTuple(newslot);
-		memcpy(newslot->tts_values, slot->tts_values, sizeof(Datum) * cols.natts);
-		memcpy(newslot->tts_isnull, slot->tts_isnull, sizeof(bool) * cols.natts);
-		newslot->tts_values[cols.state] = running;
-		newslot->tts_values[cols.attempt] =
-			Int32GetDatum(DatumGetInt32(slot->tts_values[cols.attempt]) + 1);
-		newslot->tts_values[cols.started_at] = TimestampTzGetDatum(now);
-		newslot->tts_isnull[cols.started_at] = false;
-		newslot->tts_values[cols.last_heartbeat] = TimestampTzGetDatum(now);
-		newslot->tts_isnull[cols.last_heartbeat] = false;
-		newslot->tts_values[cols.lease_expires_at] = lease_end;
-		newslot->tts_isnull[cols.lease_expires_at] = false;
-		newslot->tts_values[cols.worker] = worker_datum;
-		newslot->tts_isnull[cols.worker] = (worker == NULL);
-		newslot->tts_values[cols.claimed_by] = Int64GetDatum(token);
-		newslot->tts_isnull[cols.claimed_by] = token_null;
-		ExecStoreVirtualTuple(newslot);
-
-		/* ours now: the update cannot meet a conflict */
-		res = table_tuple_update(rel, &tid, newslot, cid, snapshot,
-								 InvalidSnapshot, true, &tmfd, &lockmode,
-								 &update_indexes);
-		if (res != TM_Ok)
-			elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
-		if (update_indexes && rri->ri_NumIndices > 0)
+		/* a scan's number of keys is fixed when it begins */
+		scan = index_beginscan(rel, claim_idx, snapshot, ranges[range].nkeys, 0);
+		scan->xs_want_itup = true;
+		index_rescan(scan, ranges[range].keys, ranges[range].nkeys, NULL, 0);
+		while (n < max_jobs)
 		{
-			list_free(ExecInsertIndexTuples(rri, newslot, estate, true, false,
-											NULL, NIL));
-			ResetPerTupleExprContext(estate);
+			TM_Result	res;
+			TM_FailureData tmfd;
+			LockTupleMode lockmode;
+			bool		update_indexes;
+			JobqClaimRow *row;
+			MemoryContext oldcxt;
+			ItemPointer next = index_getnext_tid(scan, ForwardScanDirection);
+			ItemPointerData tid;
+			JobqClaimKey key;
+
+			if (next == NULL)
+				break;
+			tid = *next;
+			EntryKey(scan, &key);
+			if (key.run_at > due)
+			{
+				ClaimFloorSawLive(&fs, &key);	/* not due yet */
+				continue;
+			}
+			if (!index_fetch_heap(scan, slot))
+			{
+				if (fs.ticket != 0 && !fs.stopped)
+				{
+					if (EntryGone(rel, scan, &tid))
+						ClaimFloorSawGone(&fs, &key);
+					else
+						ClaimFloorSawLive(&fs, &key);
+				}
+				continue;
+			}
+			/* visible: a job we take, or one we skip that is not gone */
+			ClaimFloorSawLive(&fs, &key);
+
+			slot_getallattrs(slot);
+			if (slot->tts_isnull[cols.state] ||
+				!TextEquals(slot->tts_values[cols.state], "pending"))
+				continue;
+
+			/* FOR UPDATE SKIP LOCKED: held or changed since our snapshot: skip */
+			res = table_tuple_lock(rel, &tid, snapshot, slot, cid, LockTupleExclusive,
+								   LockWaitSkip, 0, &tmfd);
+			if (res == TM_WouldBlock)
+				*busy = true;		/* its holder may yet give it up */
+			if (res != TM_Ok)
+				continue;
+			slot_getallattrs(slot);
+
+			ExecClearTuple(newslot);
+			memcpy(newslot->tts_values, slot->tts_values, sizeof(Datum) * cols.natts);
+			memcpy(newslot->tts_isnull, slot->tts_isnull, sizeof(bool) * cols.natts);
+			newslot->tts_values[cols.state] = running;
+			newslot->tts_values[cols.attempt] =
+				Int32GetDatum(DatumGetInt32(slot->tts_values[cols.attempt]) + 1);
+			newslot->tts_values[cols.started_at] = TimestampTzGetDatum(now);
+			newslot->tts_isnull[cols.started_at] = false;
+			newslot->tts_values[cols.last_heartbeat] = TimestampTzGetDatum(now);
+			newslot->tts_isnull[cols.last_heartbeat] = false;
+			newslot->tts_values[cols.lease_expires_at] = lease_end;
+			newslot->tts_isnull[cols.lease_expires_at] = false;
+			newslot->tts_values[cols.worker] = worker_datum;
+			newslot->tts_isnull[cols.worker] = (worker == NULL);
+			newslot->tts_values[cols.claimed_by] = Int64GetDatum(token);
+			newslot->tts_isnull[cols.claimed_by] = token_null;
+			ExecStoreVirtualTuple(newslot);
+
+			/* ours now: the update cannot meet a conflict */
+			res = table_tuple_update(rel, &tid, newslot, cid, snapshot,
+									 InvalidSnapshot, true, &tmfd, &lockmode,
+									 &update_indexes);
+			if (res != TM_Ok)
+				elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
+			if (update_indexes && rri->ri_NumIndices > 0)
+			{
+				list_free(ExecInsertIndexTuples(rri, newslot, estate, true, false,
+												NULL, NIL));
+				ResetPerTupleExprContext(estate);
+			}
+
+			row = &rows[n++];
+			row->id = DatumGetInt64(newslot->tts_values[cols.id]);
+			row->attempt = DatumGetInt32(newslot->tts_values[cols.attempt]);
+			row->owner = DatumGetObjectId(newslot->tts_values[cols.owner]);
+			row->priority = DatumGetInt32(newslot->tts_values[cols.priority]);
+			row->run_at = DatumGetTimestampTz(newslot->tts_values[cols.run_at]);
+			row->lease_expires_at = DatumGetTimestampTz(lease_end);
+			row->timeout_null = newslot->tts_isnull[cols.timeout];
+			if (!row->timeout_null)
+				row->timeout = *DatumGetIntervalP(newslot->tts_values[cols.timeout]);
+			/* detoasted while our snapshot is registered: the caller keeps it */
+			oldcxt = MemoryContextSwitchTo(cxt);
+			row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(newslot->tts_values[cols.payload]));
+			MemoryContextSwitchTo(oldcxt);
 		}
-
-		row = &rows[n++];
-		row->id = DatumGetInt64(newslot->tts_values[cols.id]);
-		row->attempt = DatumGetInt32(newslot->tts_values[cols.attempt]);
-		row->owner = DatumGetObjectId(newslot->tts_values[cols.owner]);
-		row->priority = DatumGetInt32(newslot->tts_values[cols.priority]);
-		row->run_at = DatumGetTimestampTz(newslot->tts_values[cols.run_at]);
-		row->lease_expires_at = DatumGetTimestampTz(lease_end);
-		row->timeout_null = newslot->tts_isnull[cols.timeout];
-		if (!row->timeout_null)
-			row->timeout = *DatumGetIntervalP(newslot->tts_values[cols.timeout]);
-		/* detoasted while our snapshot is registered: the caller keeps it */
-		oldcxt = MemoryContextSwitchTo(cxt);
-		row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(newslot->tts_values[cols.payload]));
-		MemoryContextSwitchTo(oldcxt);
+		index_endscan(scan);
 	}
+	ClaimFloorEnd(queue, &fs);
 
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);

@@ -21,6 +21,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "claim.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -58,13 +59,19 @@ JobqShmemSize(void)
 					mul_size(sizeof(JobqWorkerSlot), jobq_max_total_workers));
 }
 
+static Size
+JobqShmemTotalSize(void)
+{
+	return add_size(JobqShmemSize(), ClaimFloorShmemSize());
+}
+
 static void
 JobqShmemRequest(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 
-	RequestAddinShmemSpace(JobqShmemSize());
+	RequestAddinShmemSpace(JobqShmemTotalSize());
 	RequestNamedLWLockTranche("jobq", 1);
 }
 
@@ -102,6 +109,7 @@ JobqShmemStartup(void)
 			pg_atomic_init_u32(&jobq_shared->slots[i].wake_queue_hash, 0);
 		}
 	}
+	ClaimFloorShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

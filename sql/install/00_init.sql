@@ -17,3 +17,19 @@ CREATE FUNCTION jobq._wake_at_commit() RETURNS void
 COMMENT ON FUNCTION jobq._wake_at_commit() IS
     'Internal: wakes an idle executor of this database when the transaction commits';
 REVOKE ALL ON FUNCTION jobq._wake_at_commit() FROM PUBLIC;
+
+CREATE FUNCTION jobq._claim_floor_note(queue text, priority integer,
+                                       run_at timestamptz, id bigint) RETURNS void
+    LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'jobq_claim_floor_note';
+COMMENT ON FUNCTION jobq._claim_floor_note(text, integer, timestamptz, bigint) IS
+    'Internal: a pending job with this claim-order key was just written; claims of the queue must not start past it (src/claim_floor.c)';
+REVOKE ALL ON FUNCTION jobq._claim_floor_note(text, integer, timestamptz, bigint) FROM PUBLIC;
+
+CREATE FUNCTION jobq._claim_floor(queue text, OUT priority integer,
+                                  OUT run_at timestamptz, OUT id bigint)
+    LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'jobq_claim_floor';
+COMMENT ON FUNCTION jobq._claim_floor(text) IS
+    'Internal (tests, diagnosis): the claim-order key where the next claim of queue starts in this database; NULLs: at the front of the queue';
+REVOKE ALL ON FUNCTION jobq._claim_floor(text) FROM PUBLIC;

@@ -249,6 +249,8 @@ CREATE FUNCTION jobq._retry_now(id bigint, caller regrole) RETURNS boolean
 AS $fn$
 DECLARE
     j       record;
+    q       text;
+    p       integer;
 BEGIN
     SELECT a.owner, a.state INTO j FROM jobq.jobs_active a WHERE a.id = _retry_now.id FOR UPDATE;
     IF NOT FOUND THEN
@@ -264,7 +266,12 @@ BEGIN
         RETURN false;
     END IF;
     UPDATE jobq.jobs_active a SET run_at = now()
-     WHERE a.id = _retry_now.id AND a.run_at > now();
+     WHERE a.id = _retry_now.id AND a.run_at > now()
+    RETURNING a.queue, a.priority INTO q, p;
+    IF FOUND THEN
+        -- a claim-index entry earlier than before: claims must look there
+        PERFORM jobq._claim_floor_note(q, p, now(), _retry_now.id);
+    END IF;
     RETURN true;
 END
 $fn$;
@@ -521,6 +528,7 @@ BEGIN
                error_type = cls, last_error = error,
                lease_expires_at = NULL, worker = NULL, claimed_by = NULL
          WHERE a.id = j.id;
+        PERFORM jobq._claim_floor_note(j.queue, j.priority, t + d.delay, j.id);
         RETURN 'pending';
     END IF;
 
@@ -561,6 +569,7 @@ BEGIN
        SET state = 'pending', snoozes = a.snoozes + 1,
            lease_expires_at = NULL, worker = NULL, claimed_by = NULL
      WHERE a.id = j.id;
+    PERFORM jobq._claim_floor_note(j.queue, j.priority, j.run_at, j.id);
     RETURN true;
 END
 $fn$;

@@ -48,6 +48,7 @@ BEGIN
     VALUES (dl.queue, dl.payload, 'pending', dl.priority, now(),
             dl.max_attempts, dl.timeout, dl.owner)
     RETURNING jobs_active.id INTO new_id;
+    PERFORM jobq._claim_floor_note(dl.queue, dl.priority, now(), new_id);
 
     UPDATE jobq.dead_letter d
        SET resolved_at = now(), requeued_job_id = new_id,
