@@ -25,20 +25,27 @@
 #include "jobq.h"
 #include "claim.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(jobq_claim);
 PG_FUNCTION_INFO_V1(jobq_complete);
 
-static SPIPlanPtr plan_expired_probe = NULL;
 static SPIPlanPtr plan_recover_expired = NULL;
 
 /* Claim order of SPI_tuptable rows (columns of ClaimExecute). */
@@ -61,22 +68,49 @@ FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused
 }
 
 /*
- * jobq._claim recovers expired external leases on every claim; so do we,
- * but pay for the PL/pgSQL call only when the lease index has one.
+ * Has an external lease expired?  The first entry of jobs_active_lease_idx
+ * (external running jobs by lease end) before now() whose row is visible
+ * and running: what "SELECT ... WHERE texteq(state, 'running') AND
+ * claimed_by IS NULL AND lease_expires_at < now() LIMIT 1" finds through
+ * that index, without a statement's start-up (a sixth of a claim).
  */
+static bool
+ExpiredLeaseExists(void)
+{
+	Relation	rel = table_open(JobqRelid("jobs_active"), AccessShareLock);
+	Relation	idx = index_open(JobqRelid("jobs_active_lease_idx"), AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	state = JobqAttnum(desc, "state", false);
+	AttrNumber	claimed_by = JobqAttnum(desc, "claimed_by", false);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found = false;
+
+	ScanKeyInit(&key, 1, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
+				TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		st = slot_getattr(slot, state, &isnull);
+
+		found = !isnull && strcmp(TextDatumGetCString(st), "running") == 0 &&
+			(slot_getattr(slot, claimed_by, &isnull), isnull);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* jobq._claim recovers expired external leases on every claim; so do we. */
 static void
 RecoverExpiredLeases(void)
 {
-	JobqKeptPlan(&plan_expired_probe,
-				 "SELECT FROM jobq.jobs_active a"
-				 " WHERE pg_catalog.texteq(a.state, 'running')"
-				 "   AND a.claimed_by IS NULL"
-				 "   AND a.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
-				 " LIMIT 1",
-				 0, NULL);
-	if (SPI_execute_plan(plan_expired_probe, NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "jobq: lease probe failed");
-	if (SPI_processed == 0)
+	if (!ExpiredLeaseExists())
 		return;
 	JobqKeptPlan(&plan_recover_expired, "SELECT jobq._recover_expired(100)", 0, NULL);
 	if (SPI_execute_plan(plan_recover_expired, NULL, NULL, false, 0) != SPI_OK_SELECT)

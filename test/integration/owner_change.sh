@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The entry points run as the extension's owner, which jobq keeps in a
+# backend-local cache (caller.c): after REASSIGN OWNED gives the extension
+# to another role and the old owner is dropped, a session that already used
+# jobq keeps working, as the new owner.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+it_start_cluster "jobq.workers = 0"
+q "CREATE ROLE own1 SUPERUSER; CREATE ROLE own2 SUPERUSER"
+q "SET ROLE own1; CREATE EXTENSION jobq; SELECT jobq.create_queue('ext', kind => 'external')" >/dev/null
+assert_eq "$(q "SELECT extowner::regrole FROM pg_extension WHERE extname = 'jobq'")" own1 "installed by own1"
+
+# one session throughout (unique_key: that submit runs SQL, whose privilege
+# checks a stale, dropped owner would fail): submit and claim before and after the change
+out=$(psql -X -q -A -t -v ON_ERROR_STOP=1 <<'SQL'
+SELECT jobq.submit('ext', unique_key => 'a') > 0;
+SELECT count(*) FROM jobq.claim('ext', 1);
+REASSIGN OWNED BY own1 TO own2;
+DROP ROLE own1;
+SELECT extowner::regrole FROM pg_extension WHERE extname = 'jobq';
+SELECT jobq.submit('ext', unique_key => 'b') > 0;
+SELECT count(*) FROM jobq.claim('ext', 1);
+SELECT jobq.complete(id, attempt) FROM jobq.jobs WHERE state = 'running' ORDER BY id LIMIT 1;
+SELECT count(*) FROM jobq.jobs WHERE state = 'completed';
+SQL
+)
+assert_eq "$(echo $out)" "t 1 own2 t 1 t 1" "the same session submits, claims and completes as the new owner"
