@@ -326,11 +326,14 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	ReadColumns(rel);
 
 	/*
-	 * For the new versions' index entries.  Range table index 0: no range
-	 * table; ExecInsertIndexTuples then takes every index as unchanged by
-	 * the update.  That is true of the primary key (id), whose pages then
-	 * clean out old versions bottom-up as they should; for the others the
-	 * hint only costs an occasional needless bottom-up pass.
+	 * For the new versions' index entries (no range table: none needed).
+	 * They are inserted without the "unchanged by the update" hint, though
+	 * the primary key's is: with it a full leaf page tries a bottom-up
+	 * deletion pass first, and those passes were 6% of an executor while
+	 * finding little that the simple deletion of entries already marked
+	 * dead (by the completion's lookup by id) and the executors' VACUUM do
+	 * not.  Without it: one executor 19.0-19.9k -> 20.1-21.0k jobs/s, two
+	 * 23.7k -> 27.2-28.1k, the primary key no larger after 300,000 jobs.
 	 */
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
@@ -438,7 +441,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 				elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
 			if (update_indexes && rri->ri_NumIndices > 0)
 			{
-				list_free(ExecInsertIndexTuples(rri, newslot, estate, true, false,
+				list_free(ExecInsertIndexTuples(rri, newslot, estate, false, false,
 												NULL, NIL));
 				ResetPerTupleExprContext(estate);
 			}
