@@ -328,6 +328,7 @@ ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt)
 		row->priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 		row->run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 		row->lease_expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		ItemPointerSetInvalid(&row->tid);
 	}
 	/* UPDATE ... RETURNING gives the rows in heap order */
 	if (SPI_processed > 1)
@@ -495,6 +496,7 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 			IntervalToMs(IntervalPGetDatum(&rows[i].timeout), false);
 		job->priority = rows[i].priority;
 		job->run_at = rows[i].run_at;
+		job->tid = rows[i].tid;
 	}
 	return n;
 }

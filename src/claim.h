@@ -12,6 +12,7 @@
 #define JOBQ_CLAIM_H
 
 #include "fmgr.h"
+#include "storage/itemptr.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
@@ -40,6 +41,7 @@ typedef struct JobqClaimedJob
 	JobqQueue  *queue;
 	int32		priority;		/* claim order: priority DESC, run_at, id */
 	TimestampTz run_at;
+	ItemPointerData tid;		/* the claimed version; invalid: unknown */
 } JobqClaimedJob;
 
 /* One claimed job as a claim returns it (ClaimExecute, ClaimHeap). */
@@ -54,6 +56,7 @@ typedef struct JobqClaimRow
 	int32		priority;
 	TimestampTz run_at;
 	TimestampTz lease_expires_at;
+	ItemPointerData tid;		/* the claimed version (ClaimHeap only) */
 } JobqClaimRow;
 
 /* Most jobs one claim (and one batch) takes. */
@@ -124,9 +127,9 @@ extern int	ClaimHeap(const char *queue, int max_jobs, Interval *lease,
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
 extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease);
-extern bool ClaimTakeCompleted(int64 id, int32 attempt, Jsonb *result,
-							   bool executor_lease, JobqCompletions *acc,
-							   MemoryContext cxt);
+extern bool ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint,
+							   Jsonb *result, bool executor_lease,
+							   JobqCompletions *acc, MemoryContext cxt);
 extern void ClaimRecordCompleted(JobqCompletions *acc);
 extern char *ClaimFail(int64 id, int32 attempt, const char *message,
 					   const char *error_class, const char *sqlstate,

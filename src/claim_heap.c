@@ -453,6 +453,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 			row->priority = DatumGetInt32(newslot->tts_values[cols.priority]);
 			row->run_at = DatumGetTimestampTz(newslot->tts_values[cols.run_at]);
 			row->lease_expires_at = DatumGetTimestampTz(lease_end);
+			row->tid = newslot->tts_tid;	/* set by the update */
 			row->timeout_null = newslot->tts_isnull[cols.timeout];
 			if (!row->timeout_null)
 				row->timeout = *DatumGetIntervalP(newslot->tts_values[cols.timeout]);

@@ -338,8 +338,8 @@ CompleteJob(JobqSqlRun *run, void *arg)
 	JobqClaimedJob *job = (JobqClaimedJob *) arg;
 
 	if (batch_completions != NULL)
-		return ClaimTakeCompleted(job->id, job->attempt, run->result, true,
-								  batch_completions, completions_cxt);
+		return ClaimTakeCompleted(job->id, job->attempt, &job->tid, run->result,
+								  true, batch_completions, completions_cxt);
 	return ClaimComplete(job->id, job->attempt, run->result, true);
 }
 
