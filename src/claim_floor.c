@@ -33,7 +33,9 @@
  * stops at it) or passed its place before it was inserted, and then the
  * note comes after the raise began: it lowers what the raise would set.
  * A writer of pending entries that forgot to note would make its job wait,
- * not vanish: every 10 s the raising scan starts from the front again.
+ * not vanish: every 10 s the raising scan starts from the front again (or,
+ * when that scan is long because an old snapshot keeps many gone entries,
+ * 100 times as seldom as it lasts, at least every 10 minutes: 1% of a core).
  *
  * The table lives in shared memory, one entry per (database, queue) in use,
  * at most CLAIM_FLOORS; a queue without an entry (table full, name longer
@@ -61,7 +63,9 @@
 
 #define CLAIM_FLOORS 256		/* entries: (database, queue) pairs in use */
 #define CLAIM_FLOOR_PROBES 8	/* open addressing: slots looked at per key */
-#define CLAIM_FLOOR_RESCAN_MS 10000 /* a raise starts from the front this often */
+#define CLAIM_FLOOR_RESCAN_MS 10000 /* a raise starts from the front this often, */
+#define CLAIM_FLOOR_RESCAN_COST 100 /* or 100x as seldom as such a scan lasts */
+#define CLAIM_FLOOR_RESCAN_MAX_MS 600000
 #define CLAIM_RAISE_STALE_MS 1000	/* a raise older than this may be taken over */
 
 /*
@@ -77,6 +81,7 @@ typedef struct ClaimFloorEntry
 	bool		has_floor;		/* false: scan from the front */
 	JobqClaimKey floor;			/* entries before this are gone */
 	TimestampTz rescanned_at;	/* last raise that started from the front */
+	int64		rescan_ms;		/* interval between such raises */
 	uint64		raise_ticket;	/* 0: no raise under way */
 	TimestampTz raise_started_at;
 	bool		noted_in_raise; /* a note arrived during the raise ... */
@@ -210,7 +215,8 @@ ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs)
 		e->raise_started_at = now;
 		e->noted_in_raise = false;
 		fs->from_front = !e->has_floor ||
-			TimestampDifferenceExceeds(e->rescanned_at, now, CLAIM_FLOOR_RESCAN_MS);
+			TimestampDifferenceExceeds(e->rescanned_at, now,
+									   (int) Max(e->rescan_ms, CLAIM_FLOOR_RESCAN_MS));
 	}
 	if (e->has_floor && !fs->from_front)
 	{
@@ -274,7 +280,13 @@ ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs)
 			e->floor = floor;
 			e->has_floor = true;
 			if (fs->from_front)
+			{
+				/* a long scan from the front (an old snapshot): seldom */
 				e->rescanned_at = now;
+				e->rescan_ms = Min(CLAIM_FLOOR_RESCAN_COST *
+								   ((now - e->raise_started_at) / 1000),
+								   CLAIM_FLOOR_RESCAN_MAX_MS);
+			}
 		}
 		e->raise_ticket = 0;
 	}
