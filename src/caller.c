@@ -115,7 +115,9 @@ static SPIPlanPtr plan_retry_now = NULL;
  * does: REASSIGN OWNED changes the owner of the extension and of its tables
  * alike, and DROP/CREATE EXTENSION makes new tables.  jobs_active's OID and
  * owner come from the syscache, which is invalidated as it should be: while
- * both are unchanged, so is the extension's owner.
+ * both are unchanged, and the table still belongs to the extension's owner
+ * (someone may have given it to another role: then pg_extension is read
+ * every time), so is the extension's owner.
  */
 static Oid	owner_cache_relid = InvalidOid;
 static Oid	owner_cache_relowner = InvalidOid;
@@ -160,8 +162,9 @@ JobqExtensionOwner(void)
 			ReleaseSysCache(tup);
 		}
 	}
+	/* only while jobs_active belongs to the extension's owner, as made */
 	if (OidIsValid(relowner) && relid == owner_cache_relid &&
-		relowner == owner_cache_relowner)
+		relowner == owner_cache_relowner && relowner == owner_cache_extowner)
 		return owner_cache_extowner;
 
 	owner = ReadExtensionOwner();
@@ -580,7 +583,7 @@ SubmitOne(const char *queue, Datum payload,
 		payload = CheckHttpPayload(payload);
 
 	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller);
-	ClaimFloorNote(queue, opt->priority, SubmitRunAt(opt), id);
+	ClaimFloorNoteWritten(queue, opt->priority, SubmitRunAt(opt), id);
 
 	/* nothing in the server runs external queues: no wake-up to pay for */
 	if (strcmp(info.kind, "external") != 0)
@@ -790,7 +793,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo))
 	{
 		/* ids are positive: 0 is below every job of the batch */
-		ClaimFloorNote(queue, opt.priority, SubmitRunAt(&opt), 0);
+		ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
 		if (strcmp(info.kind, "external") != 0 &&
 			JsonContainerSize(&payloads->root) > 0)
 			JobqWakeAtCommitForQueue(queue);
@@ -818,7 +821,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	nulls[5] = opt.timeout_null ? 'n' : ' ';
 	values[6] = ObjectIdGetDatum(sw.caller);
 	ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
-	ClaimFloorNote(queue, opt.priority, SubmitRunAt(&opt), 0);
+	ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
 
 	for (i = 0; i < SPI_processed; i++)
 	{

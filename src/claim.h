@@ -106,6 +106,9 @@ extern void ClaimFloorSawGone(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs);
 extern void ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at,
 						   int64 id);
+extern void ClaimFloorNoteWritten(const char *queue, int32 priority,
+								  TimestampTz run_at, int64 id);
+extern void ClaimFloorForgetDatabase(void);
 
 extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);

@@ -32,6 +32,8 @@
  * progress: a scan either reads the new entry (it is not gone, the raise
  * stops at it) or passed its place before it was inserted, and then the
  * note comes after the raise began: it lowers what the raise would set.
+ * A user's trigger or rule on jobs_active may change what is written: then
+ * a write forgets every floor of the database instead of noting its key.
  * A writer of pending entries that forgot to note would make its job wait,
  * not vanish: every 10 s the raising scan starts from the front again (or,
  * when that scan is long because an old snapshot keeps many gone entries,
@@ -52,6 +54,7 @@
 #include "claim.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -59,6 +62,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #define CLAIM_FLOORS 256		/* entries: (database, queue) pairs in use */
@@ -66,7 +70,13 @@
 #define CLAIM_FLOOR_RESCAN_MS 10000 /* a raise starts from the front this often, */
 #define CLAIM_FLOOR_RESCAN_COST 100 /* or 100x as seldom as such a scan lasts */
 #define CLAIM_FLOOR_RESCAN_MAX_MS 600000
-#define CLAIM_RAISE_STALE_MS 1000	/* a raise older than this may be taken over */
+/*
+ * A raise is taken over only when this old: its scan ended in an error in a
+ * backend that has not claimed since (a backend abandons its own orphaned
+ * raise at its next claim), or its backend is gone.  Never sooner: a long
+ * scan taken over would be started again, and again.
+ */
+#define CLAIM_RAISE_STALE_MS 60000
 
 /*
  * One queue's floor.  Protected by ClaimFloorTable.mutex, like every field
@@ -97,6 +107,10 @@ typedef struct ClaimFloorTable
 } ClaimFloorTable;
 
 static ClaimFloorTable *floors = NULL;
+
+/* This backend's raise under way (its scan may have ended in an error). */
+static uint64 my_raise_ticket = 0;
+static char my_raise_queue[NAMEDATALEN];
 
 Size
 ClaimFloorShmemSize(void)
@@ -178,6 +192,20 @@ Usable(const char *queue)
 	return floors != NULL && OidIsValid(MyDatabaseId) && strlen(queue) < NAMEDATALEN;
 }
 
+/* Give up a raise if it is still the entry's: its floor stays as it was. */
+static void
+Abandon(const char *queue, uint64 ticket)
+{
+	uint32		hash = QueueHash(queue);
+	ClaimFloorEntry *e;
+
+	SpinLockAcquire(&floors->mutex);
+	e = FindEntry(hash, queue, false);
+	if (e != NULL && e->raise_ticket == ticket)
+		e->raise_ticket = 0;
+	SpinLockRelease(&floors->mutex);
+}
+
 /*
  * Before a claim scan of queue in claim index indexoid: where to start
  * (fs->has_floor, fs->floor) and whether this scan raises the floor
@@ -194,6 +222,12 @@ ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs)
 	memset(fs, 0, sizeof(JobqClaimFloorScan));
 	if (!Usable(queue))
 		return;
+	if (my_raise_ticket != 0)
+	{
+		/* our previous claim scan ended in an error before its end */
+		Abandon(my_raise_queue, my_raise_ticket);
+		my_raise_ticket = 0;
+	}
 	now = GetCurrentTimestamp();
 	hash = QueueHash(queue);
 
@@ -224,6 +258,11 @@ ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs)
 		fs->floor = e->floor;
 	}
 	SpinLockRelease(&floors->mutex);
+	if (fs->ticket != 0)
+	{
+		my_raise_ticket = fs->ticket;
+		strlcpy(my_raise_queue, queue, NAMEDATALEN);
+	}
 }
 
 /* The raising scan met an entry that is not gone: the floor stops there. */
@@ -292,6 +331,7 @@ ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs)
 	}
 	SpinLockRelease(&floors->mutex);
 	fs->ticket = 0;
+	my_raise_ticket = 0;
 }
 
 /*
@@ -328,6 +368,60 @@ ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at, int64 id)
 	SpinLockRelease(&floors->mutex);
 }
 
+/*
+ * Every floor of this database back to the front of its queue, and raises
+ * under way made to stop at once.  For writes whose keys (or queue) a
+ * user's trigger or rule on jobs_active may have changed.
+ */
+void
+ClaimFloorForgetDatabase(void)
+{
+	int			i;
+
+	if (floors == NULL || !OidIsValid(MyDatabaseId))
+		return;
+	SpinLockAcquire(&floors->mutex);
+	for (i = 0; i < CLAIM_FLOORS; i++)
+	{
+		ClaimFloorEntry *e = &floors->entries[i];
+
+		if (e->dboid != MyDatabaseId)
+			continue;
+		e->has_floor = false;
+		if (e->raise_ticket != 0)
+		{
+			/* below every key: the raise sets the floor at the front */
+			e->noted_low.priority = PG_INT32_MAX;
+			e->noted_low.run_at = PG_INT64_MIN;
+			e->noted_low.id = PG_INT64_MIN;
+			e->noted_in_raise = true;
+		}
+	}
+	SpinLockRelease(&floors->mutex);
+}
+
+/*
+ * A job with this key was written to jobs_active as pending (after the
+ * write).  When jobs_active has a user's trigger or rule, the row written
+ * may not be the one asked for: every floor of the database is forgotten.
+ */
+void
+ClaimFloorNoteWritten(const char *queue, int32 priority, TimestampTz run_at, int64 id)
+{
+	Relation	rel;
+	bool		user_code;
+
+	if (floors == NULL)
+		return;
+	rel = table_open(JobqRelid("jobs_active"), AccessShareLock);
+	user_code = rel->trigdesc != NULL || rel->rd_rules != NULL;
+	table_close(rel, AccessShareLock);
+	if (user_code)
+		ClaimFloorForgetDatabase();
+	else
+		ClaimFloorNote(queue, priority, run_at, id);
+}
+
 PG_FUNCTION_INFO_V1(jobq_claim_floor_note);
 
 /*
@@ -338,8 +432,8 @@ PG_FUNCTION_INFO_V1(jobq_claim_floor_note);
 Datum
 jobq_claim_floor_note(PG_FUNCTION_ARGS)
 {
-	ClaimFloorNote(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INT32(1),
-				   PG_GETARG_TIMESTAMPTZ(2), PG_GETARG_INT64(3));
+	ClaimFloorNoteWritten(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INT32(1),
+						  PG_GETARG_TIMESTAMPTZ(2), PG_GETARG_INT64(3));
 	PG_RETURN_VOID();
 }
 

@@ -117,6 +117,18 @@ id=$(q "SELECT max(id) FROM jobq.jobs WHERE queue = 'ext'")
 assert_eq "$(claim_one)" "$id" "the job is claimed once its submit commits"
 complete "$id"
 
+# A user's trigger may change what a submit writes (here: the priority):
+# the submit then forgets the floors instead of noting the key it asked for.
+raise_floor
+q "CREATE FUNCTION public.bump() RETURNS trigger LANGUAGE plpgsql AS \$\$
+   BEGIN NEW.priority := 10; RETURN NEW; END \$\$;
+   CREATE TRIGGER bump BEFORE INSERT ON jobq.jobs_active FOR EACH ROW EXECUTE FUNCTION public.bump()"
+id=$(q "SELECT jobq.submit('ext')")
+q "DROP TRIGGER bump ON jobq.jobs_active"
+assert_eq "$(q "SELECT priority FROM jobq.jobs WHERE id = $id")" 10 "the trigger raised the job's priority"
+assert_eq "$(claim_one)" "$id" "the job a trigger moved before the floor is claimed"
+complete "$id"
+
 # The executors of a SQL queue use floors too.
 q "CREATE FUNCTION public.noop(p jsonb) RETURNS void LANGUAGE sql AS '';
    SELECT jobq.create_queue('f', handler => 'public.noop(jsonb)')" >/dev/null

@@ -26,3 +26,18 @@ SELECT count(*) FROM jobq.jobs WHERE state = 'completed';
 SQL
 )
 assert_eq "$(echo $out)" "t 1 own2 t 1 t 1" "the same session submits, claims and completes as the new owner"
+
+# jobs_active given to another role, then the extension's owner changes
+# again: the cache must not keep the old owner (only trusted while the
+# table belongs to the extension's owner).
+q "CREATE ROLE own3 SUPERUSER; CREATE ROLE own4 SUPERUSER"
+out=$(psql -X -q -A -t -v ON_ERROR_STOP=1 <<'SQL'
+ALTER TABLE jobq.jobs_active OWNER TO own3;
+SELECT jobq.submit('ext', unique_key => 'c') > 0;
+REASSIGN OWNED BY own2 TO own4;
+DROP ROLE own2;
+SELECT extowner::regrole FROM pg_extension WHERE extname = 'jobq';
+SELECT jobq.submit('ext', unique_key => 'd') > 0;
+SQL
+)
+assert_eq "$(echo $out)" "t own4 t" "with jobs_active owned by another role, a change of the extension's owner is seen"
