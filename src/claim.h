@@ -95,12 +95,17 @@ typedef struct JobqClaimFloorScan
 	JobqClaimKey stop;
 	bool		saw_gone;		/* met gone entries before any stop */
 	JobqClaimKey last_gone;
+	bool		saw_not_due;	/* met jobs not due yet before any stop */
+	JobqClaimKey not_due_low;	/* the lowest of their keys */
+	TimestampTz not_due_at;		/* the earliest of their run_at */
 } JobqClaimFloorScan;
 
 extern Size ClaimFloorShmemSize(void);
 extern void ClaimFloorShmemInit(void);
 extern int	JobqClaimKeyCompare(const JobqClaimKey *a, const JobqClaimKey *b);
-extern void ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs);
+extern void ClaimFloorBegin(Oid indexoid, const char *queue, TimestampTz due,
+							JobqClaimFloorScan *fs);
+extern void ClaimFloorSawNotDue(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorSawLive(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorSawGone(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs);

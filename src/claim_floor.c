@@ -32,6 +32,10 @@
  * progress: a scan either reads the new entry (it is not gone, the raise
  * stops at it) or passed its place before it was inserted, and then the
  * note comes after the raise began: it lowers what the raise would set.
+ * A job not due yet may be passed: the entry keeps the lowest key and the
+ * earliest run_at of the jobs passed, and the first claim whose time
+ * reaches that run_at lowers the floor back to that key, as a note would.
+ *
  * A user's trigger or rule on jobs_active may change what is written: then
  * a write forgets every floor of the database instead of noting its key.
  * A writer of pending entries that forgot to note would make its job wait,
@@ -96,6 +100,9 @@ typedef struct ClaimFloorEntry
 	TimestampTz raise_started_at;
 	bool		noted_in_raise; /* a note arrived during the raise ... */
 	JobqClaimKey noted_low;		/* ... and this is the lowest key noted */
+	bool		has_passed;		/* the floor passed jobs not due yet ... */
+	JobqClaimKey passed_low;	/* ... the lowest of their keys ... */
+	TimestampTz passed_due_at;	/* ... and the earliest of their run_at */
 	TimestampTz used_at;		/* eviction: least recently used goes */
 } ClaimFloorEntry;
 
@@ -192,6 +199,23 @@ Usable(const char *queue)
 	return floors != NULL && OidIsValid(MyDatabaseId) && strlen(queue) < NAMEDATALEN;
 }
 
+/*
+ * No claim may start past key: lower the floor to it, and make a raise under
+ * way stop there too.  Caller holds the mutex.
+ */
+static void
+NoteLocked(ClaimFloorEntry *e, const JobqClaimKey *key)
+{
+	if (e->has_floor && JobqClaimKeyCompare(key, &e->floor) < 0)
+		e->floor = *key;
+	if (e->raise_ticket != 0 &&
+		(!e->noted_in_raise || JobqClaimKeyCompare(key, &e->noted_low) < 0))
+	{
+		e->noted_low = *key;
+		e->noted_in_raise = true;
+	}
+}
+
 /* Give up a raise if it is still the entry's: its floor stays as it was. */
 static void
 Abandon(const char *queue, uint64 ticket)
@@ -213,7 +237,8 @@ Abandon(const char *queue, uint64 ticket)
  * calls ClaimFloorEnd).
  */
 void
-ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs)
+ClaimFloorBegin(Oid indexoid, const char *queue, TimestampTz due,
+				JobqClaimFloorScan *fs)
 {
 	TimestampTz now;
 	uint32		hash;
@@ -238,9 +263,16 @@ ClaimFloorBegin(Oid indexoid, const char *queue, JobqClaimFloorScan *fs)
 		/* new entry, or the extension was created again: keys mean nothing */
 		e->indexoid = indexoid;
 		e->has_floor = false;
+		e->has_passed = false;
 		e->raise_ticket = 0;
 	}
 	e->used_at = now;
+	if (e->has_passed && due >= e->passed_due_at)
+	{
+		/* a job the floor passed is due: back to it, as a note would */
+		NoteLocked(e, &e->passed_low);
+		e->has_passed = false;
+	}
 	if (e->raise_ticket == 0 ||
 		TimestampDifferenceExceeds(e->raise_started_at, now, CLAIM_RAISE_STALE_MS))
 	{
@@ -274,6 +306,22 @@ ClaimFloorSawLive(JobqClaimFloorScan *fs, const JobqClaimKey *key)
 		fs->stopped = true;
 		fs->stop = *key;
 	}
+}
+
+/*
+ * The raising scan met a job not due yet (run_at after the claim's due):
+ * the floor may pass it, remembering when it must come back to it.
+ */
+void
+ClaimFloorSawNotDue(JobqClaimFloorScan *fs, const JobqClaimKey *key)
+{
+	if (fs->stopped)
+		return;
+	if (!fs->saw_not_due || JobqClaimKeyCompare(key, &fs->not_due_low) < 0)
+		fs->not_due_low = *key;
+	if (!fs->saw_not_due || key->run_at < fs->not_due_at)
+		fs->not_due_at = key->run_at;
+	fs->saw_not_due = true;
 }
 
 /* The raising scan met an entry that is gone for good. */
@@ -318,6 +366,16 @@ ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs)
 				floor = e->noted_low;
 			e->floor = floor;
 			e->has_floor = true;
+			if (fs->saw_not_due && JobqClaimKeyCompare(&fs->not_due_low, &floor) < 0)
+			{
+				/* passed jobs not due yet: back to them when the first is */
+				if (!e->has_passed ||
+					JobqClaimKeyCompare(&fs->not_due_low, &e->passed_low) < 0)
+					e->passed_low = fs->not_due_low;
+				if (!e->has_passed || fs->not_due_at < e->passed_due_at)
+					e->passed_due_at = fs->not_due_at;
+				e->has_passed = true;
+			}
 			if (fs->from_front)
 			{
 				/* a long scan from the front (an old snapshot): seldom */
@@ -355,16 +413,7 @@ ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at, int64 id)
 	SpinLockAcquire(&floors->mutex);
 	e = FindEntry(hash, queue, false);
 	if (e != NULL)
-	{
-		if (e->has_floor && JobqClaimKeyCompare(&key, &e->floor) < 0)
-			e->floor = key;
-		if (e->raise_ticket != 0 &&
-			(!e->noted_in_raise || JobqClaimKeyCompare(&key, &e->noted_low) < 0))
-		{
-			e->noted_low = key;
-			e->noted_in_raise = true;
-		}
-	}
+		NoteLocked(e, &key);
 	SpinLockRelease(&floors->mutex);
 }
 
@@ -388,6 +437,7 @@ ClaimFloorForgetDatabase(void)
 		if (e->dboid != MyDatabaseId)
 			continue;
 		e->has_floor = false;
+		e->has_passed = false;
 		if (e->raise_ticket != 0)
 		{
 			/* below every key: the raise sets the floor at the front */

@@ -354,7 +354,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	 * run_at <= $due is tested here, on the index tuple, so that the floor
 	 * is told about every entry.
 	 */
-	ClaimFloorBegin(RelationGetRelid(claim_idx), queue, &fs);
+	ClaimFloorBegin(RelationGetRelid(claim_idx), queue, due, &fs);
 	nranges = ClaimRanges(claim_idx, queue, &fs, ranges);
 
 	slot = table_slot_create(rel, NULL);
@@ -384,7 +384,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 			EntryKey(scan, &key);
 			if (key.run_at > due)
 			{
-				ClaimFloorSawLive(&fs, &key);	/* not due yet */
+				ClaimFloorSawNotDue(&fs, &key);
 				continue;
 			}
 			if (!index_fetch_heap(scan, slot))

@@ -117,6 +117,21 @@ id=$(q "SELECT max(id) FROM jobq.jobs WHERE queue = 'ext'")
 assert_eq "$(claim_one)" "$id" "the job is claimed once its submit commits"
 complete "$id"
 
+# A job not due yet (scheduled, or a retry in backoff) does not hold the
+# floor back while the stream behind it is claimed: the floor passes it and
+# comes back to it when it is due.
+raise_floor
+sid=$(q "SELECT jobq.submit('ext', priority => 8, run_at => clock_timestamp() + interval '3 seconds')")
+q "SELECT count(*) FROM jobq.submit_batch('ext', (SELECT jsonb_agg(i) FROM generate_series(1, 500) i))" >/dev/null
+q "CALL public.drain(60)"
+assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE queue = 'ext' AND id >= $sid AND state <> 'completed'")" 1 "only the scheduled job is left"
+assert_eq "$(floor_before "$sid")" f "the floor passed the job that is not due yet"
+wait_for "SELECT coalesce((SELECT id FROM jobq.claim('ext', 1))::text, 'none')" "$sid" 10 || it_fail "the passed job was not claimed once due"
+lag=$(q "SELECT round(extract(epoch FROM started_at - run_at)::numeric, 2) FROM jobq.jobs WHERE id = $sid")
+q "SELECT ($lag < 1.5)::text" | grep -q true || it_fail "the passed job was claimed ${lag}s after it was due"
+it_ok "the passed job is claimed once due (${lag}s after its run_at)"
+complete "$sid"
+
 # A user's trigger may change what a submit writes (here: the priority):
 # the submit then forgets the floors instead of noting the key it asked for.
 raise_floor
