@@ -36,8 +36,12 @@
  * earliest run_at of the jobs passed, and the first claim whose time
  * reaches that run_at lowers the floor back to that key, as a note would.
  *
- * A user's trigger or rule on jobs_active may change what is written: then
- * a write forgets every floor of the database instead of noting its key.
+ * A user's trigger or rule on jobs_active may change what is written, or
+ * write jobs itself: then jobq's writes there (submit, retry, release,
+ * claim, completion) forget every floor of the database instead of noting.
+ * (Known limits: a trigger on another table inserting into jobs_active
+ * directly notes nothing; a floor brought back to a job passed while not
+ * due rewinds to the lowest such job, which may be far back.)
  * A writer of pending entries that forgot to note would make its job wait,
  * not vanish: every 10 s the raising scan starts from the front again (or,
  * when that scan is long because an old snapshot keeps many gone entries,

@@ -317,8 +317,12 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	rel = table_open(JobqRelid("jobs_active"), RowExclusiveLock);
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
 	{
-		/* a user's trigger must fire: the caller claims through SQL */
+		/*
+		 * A user's trigger must fire: the caller claims through SQL.  What
+		 * it writes is unknown to the floors: forget them (claim_floor.c).
+		 */
 		table_close(rel, NoLock);
+		ClaimFloorForgetDatabase();
 		UnregisterSnapshot(snapshot);
 		return -1;
 	}

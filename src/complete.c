@@ -302,8 +302,9 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 	rel = OpenJobsActive(RowExclusiveLock);
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
 	{
-		/* a user's trigger must fire: the statement itself */
+		/* a user's trigger must fire (and may write jobs: floors forgotten) */
 		table_close(rel, NoLock);
+		ClaimFloorForgetDatabase();
 		row = TakeCompletedSQL(id, attempt, executor_lease);
 		if (row == (Datum) 0)
 			return false;
