@@ -15,7 +15,7 @@ q "SELECT jobq.create_queue('ext', kind => 'external', base_delay => '1 millisec
 
 HOLD_PID=""
 stop_holder() { [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null; HOLD_PID=""; return 0; }
-trap 'rc=$?; stop_holder; (exit $rc); it_cleanup' EXIT
+trap 'rc=$?; set +e; stop_holder; (exit $rc); it_cleanup' EXIT
 # the old snapshot: nothing claimed from now on can be vacuumed away
 PGAPPNAME=floor_hold psql -X -q -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; SELECT pg_sleep(600)" >/dev/null 2>&1 &
 HOLD_PID=$!
