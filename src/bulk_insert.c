@@ -67,7 +67,7 @@ JobqBulkBegin(const char *relname)
 	Relation	rel = table_open(JobqRelid(relname), RowExclusiveLock);
 	JobqBulkInsert *bulk;
 
-	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+	if (JobqRunsUserCode(rel))
 	{
 		table_close(rel, NoLock);
 		return NULL;

@@ -109,8 +109,6 @@ extern void ClaimFloorSawNotDue(JobqClaimFloorScan *fs, const JobqClaimKey *key)
 extern void ClaimFloorSawLive(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorSawGone(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs);
-extern void ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at,
-						   int64 id);
 extern void ClaimFloorNoteWritten(const char *queue, int32 priority,
 								  TimestampTz run_at, int64 id);
 extern void ClaimFloorForgetDatabase(void);

@@ -70,7 +70,6 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
-#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #define CLAIM_FLOORS 256		/* entries: (database, queue) pairs in use */
@@ -400,7 +399,7 @@ ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs)
  * A pending entry with this key was just added to queue's claim index
  * (its transaction may still abort: lowering a floor is always safe).
  */
-void
+static void
 ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at, int64 id)
 {
 	JobqClaimKey key;
@@ -457,7 +456,8 @@ ClaimFloorForgetDatabase(void)
 /*
  * A job with this key was written to jobs_active as pending (after the
  * write).  When jobs_active has a user's trigger or rule, the row written
- * may not be the one asked for: every floor of the database is forgotten.
+ * may not be the one asked for: JobqRunsUserCode forgets every floor of
+ * the database instead.
  */
 void
 ClaimFloorNoteWritten(const char *queue, int32 priority, TimestampTz run_at, int64 id)
@@ -468,11 +468,9 @@ ClaimFloorNoteWritten(const char *queue, int32 priority, TimestampTz run_at, int
 	if (floors == NULL)
 		return;
 	rel = table_open(JobqRelid("jobs_active"), AccessShareLock);
-	user_code = rel->trigdesc != NULL || rel->rd_rules != NULL;
+	user_code = JobqRunsUserCode(rel);
 	table_close(rel, AccessShareLock);
-	if (user_code)
-		ClaimFloorForgetDatabase();
-	else
+	if (!user_code)
 		ClaimFloorNote(queue, priority, run_at, id);
 }
 

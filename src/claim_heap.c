@@ -109,15 +109,6 @@ ReadColumns(Relation rel)
 	cols.relid = RelationGetRelid(rel);
 }
 
-static bool
-TextEquals(Datum d, const char *s)
-{
-	text	   *t = DatumGetTextPP(d);
-	size_t		len = strlen(s);
-
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
 /*
  * May the queue be claimed by this unlimited claim: it is not paused, and
  * has neither a concurrency nor a rate limit (those go through jobq._claim;
@@ -315,14 +306,10 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	}
 
 	rel = table_open(JobqRelid("jobs_active"), RowExclusiveLock);
-	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+	if (JobqRunsUserCode(rel))
 	{
-		/*
-		 * A user's trigger must fire: the caller claims through SQL.  What
-		 * it writes is unknown to the floors: forget them (claim_floor.c).
-		 */
+		/* a user's trigger must fire: the caller claims through SQL */
 		table_close(rel, NoLock);
-		ClaimFloorForgetDatabase();
 		UnregisterSnapshot(snapshot);
 		return -1;
 	}
@@ -407,7 +394,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 
 			slot_getallattrs(slot);
 			if (slot->tts_isnull[cols.state] ||
-				!TextEquals(slot->tts_values[cols.state], "pending"))
+				!JobqTextEquals(slot->tts_values[cols.state], "pending"))
 				continue;
 
 			/* FOR UPDATE SKIP LOCKED: held or changed since our snapshot: skip */

@@ -222,14 +222,7 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
 	if (isnull || DatumGetInt32(d) != attempt)
 		return false;
 	d = slot_getattr(slot, jobs_active_state_attno, &isnull);
-	if (isnull)
-		return false;
-	{
-		text	   *state = DatumGetTextPP(d);
-
-		return VARSIZE_ANY_EXHDR(state) == strlen("running") &&
-			memcmp(VARDATA_ANY(state), "running", strlen("running")) == 0;
-	}
+	return !isnull && JobqTextEquals(d, "running");
 }
 
 /*
@@ -300,11 +293,10 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 
 	Assert(acc->n < JOBQ_MAX_BATCH);
 	rel = OpenJobsActive(RowExclusiveLock);
-	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+	if (JobqRunsUserCode(rel))
 	{
-		/* a user's trigger must fire (and may write jobs: floors forgotten) */
+		/* a user's trigger must fire: the statement itself */
 		table_close(rel, NoLock);
-		ClaimFloorForgetDatabase();
 		row = TakeCompletedSQL(id, attempt, executor_lease);
 		if (row == (Datum) 0)
 			return false;

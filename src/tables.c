@@ -14,6 +14,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "claim.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -58,6 +59,33 @@ JobqAttnum(TupleDesc desc, const char *attname, bool missing_ok)
 	if (!missing_ok)
 		elog(ERROR, "jobq: a jobq table lacks column \"%s\"", attname);
 	return InvalidAttrNumber;
+}
+
+/* Is d, a text datum (state, kind ...), the string s?  No copy made. */
+bool
+JobqTextEquals(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * Does a user's trigger or rule sit on rel, one of jobq's tables?  Then the
+ * direct-access paths write through SQL instead, so that it fires.  On
+ * jobs_active such code may also change what is written, or write jobs
+ * itself, which the claim floors cannot follow: they are forgotten here,
+ * once for every path that meets it (claim_floor.c).
+ */
+bool
+JobqRunsUserCode(Relation rel)
+{
+	if (rel->trigdesc == NULL && rel->rd_rules == NULL)
+		return false;
+	if (RelationGetRelid(rel) == JobqRelid("jobs_active"))
+		ClaimFloorForgetDatabase();
+	return true;
 }
 
 /*

@@ -96,7 +96,7 @@ ExpiredLeaseExists(void)
 		bool		isnull;
 		Datum		st = slot_getattr(slot, state, &isnull);
 
-		found = !isnull && strcmp(TextDatumGetCString(st), "running") == 0 &&
+		found = !isnull && JobqTextEquals(st, "running") &&
 			(slot_getattr(slot, claimed_by, &isnull), isnull);
 	}
 	index_endscan(scan);
