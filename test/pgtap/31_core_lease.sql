@@ -4,7 +4,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(32);
+SELECT plan(34);
 
 SELECT jobq.create_queue('tl_ext', max_attempts => 3, base_delay => '0', jitter => 0);
 CREATE TEMP TABLE v (k text PRIMARY KEY, id bigint);
@@ -80,6 +80,16 @@ SELECT jobq._claim('tl_ext', 1, '1 hour', 'executor', 7);
 SELECT ok(jobq._release((SELECT id FROM v WHERE k = 'exec'), 2), '_release of the current lease');
 SELECT results_eq($$SELECT state, attempt, snoozes, claimed_by FROM jobq.jobs WHERE id = (SELECT id FROM v WHERE k = 'exec')$$,
                   $$VALUES ('pending'::text, 2, 1, NULL::bigint)$$, 'released: pending, the lease not counted as a try (snoozes)');
+
+-- jobq.claim itself recovers an expired external lease before claiming
+-- (its direct probe of the lease index, src/worker_api.c)
+SELECT jobq.create_queue('tl_probe', base_delay => '0', jitter => 0);
+INSERT INTO v SELECT 'p', jobq.submit('tl_probe');
+SELECT is((SELECT attempt FROM jobq.claim('tl_probe', 1, '1 minute', 'w1')), 1, 'probe job claimed, attempt 1');
+UPDATE jobq.jobs_active SET lease_expires_at = now() - interval '1 second'
+ WHERE id = (SELECT id FROM v WHERE k = 'p');
+SELECT is((SELECT attempt FROM jobq.claim('tl_probe', 1, '1 minute', 'w2')), 2,
+          'jobq.claim recovers the expired lease, then claims the job again');
 
 SELECT * FROM finish();
 ROLLBACK;
