@@ -78,6 +78,7 @@ typedef struct JobqQueueInfo
 	char	   *kind;
 	Oid			handler;
 	char	   *handler_text;
+	bool		unique_per_owner;
 } JobqQueueInfo;
 
 /* Options shared by submit, submit_batch and submit_http. */
@@ -90,6 +91,9 @@ typedef struct JobqSubmitOptions
 	bool		max_attempts_null;
 	Datum		timeout;
 	bool		timeout_null;
+	/* not options: from the queue's lookup */
+	const char *handler;		/* pinned on the job; NULL: none */
+	bool		unique_per_owner;	/* unique_key is the owner's own */
 } JobqSubmitOptions;
 
 /* Kept SPI plans, prepared on first use in each backend. */
@@ -252,6 +256,7 @@ LookupQueueForSubmit(const char *queue, Oid caller, JobqQueueInfo *info)
 	{
 		info->kind = row.kind;
 		info->handler_text = row.handler;
+		info->unique_per_owner = row.unique_per_owner;
 	}
 
 	if (!found)
@@ -275,6 +280,15 @@ LookupQueueForSubmit(const char *queue, Oid caller, JobqQueueInfo *info)
 		if (!fcinfo->isnull)
 			info->handler = DatumGetObjectId(oid);
 	}
+
+	if (strcmp(info->kind, "sql") == 0 && !jobq_allow_superuser_jobs &&
+		superuser_arg(caller))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("superuser \"%s\" may not submit to sql queue \"%s\"",
+						GetUserNameFromId(caller, false), queue),
+				 errdetail("Jobs run as the role that submits them, and jobq.allow_superuser_jobs is off."),
+				 errhint("Submit as a role without superuser (SET ROLE, or a SECURITY DEFINER function owned by one), or set jobq.allow_superuser_jobs = on if superuser jobs are intended.")));
 
 	if (info->handler_text != NULL && !OidIsValid(info->handler))
 		ereport(ERROR,
@@ -302,6 +316,7 @@ ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_unique_key,
 {
 	int			a = first;
 
+	opt->handler = NULL;		/* set by the queue's lookup */
 	opt->run_at_null = PG_ARGISNULL(a);
 	opt->run_at = opt->run_at_null ? (Datum) 0 : PG_GETARG_DATUM(a);
 	a++;
@@ -325,17 +340,42 @@ ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_unique_key,
 				 errhint("Pass NULL to use the queue's max_attempts.")));
 	if (!opt->timeout_null)
 	{
-		Interval	zero = {0};
+		/* jobq._timeout_in_range: 1 ms .. 24 days */
+		Interval	least = {.time = 1000};
+		Interval	most = {.day = 24};
 
 		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, opt->timeout,
-											  IntervalPGetDatum(&zero))) <= 0)
+											  IntervalPGetDatum(&least))) < 0 ||
+			DatumGetInt32(DirectFunctionCall2(interval_cmp, opt->timeout,
+											  IntervalPGetDatum(&most))) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("timeout must be positive, not %s",
+					 errmsg("timeout must be between 1 millisecond and 24 days, not %s",
 							DatumGetCString(DirectFunctionCall1(interval_out,
 																opt->timeout))),
-					 errdetail("timeout is the hard limit of one attempt."),
+					 errdetail("timeout is the hard limit of one attempt, enforced to the millisecond."),
 					 errhint("Pass NULL to use the queue's timeout.")));
+	}
+	if (!opt->run_at_null)
+	{
+		TimestampTz run_at = DatumGetTimestampTz(opt->run_at);
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+		/*
+		 * A run_at long past would put the job ahead of every job waiting
+		 * (the claim order is priority, run_at, id); one beyond a century
+		 * (infinity included) would never run.
+		 */
+		if (TIMESTAMP_NOT_FINITE(run_at) ||
+			run_at < now - USECS_PER_DAY ||
+			run_at > now + INT64CONST(36525) * USECS_PER_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("run_at must be between a day ago and 100 years ahead, not %s",
+							DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																opt->run_at))),
+					 errdetail("run_at is when the job may run first; a past run_at would put the job ahead of the jobs already waiting."),
+					 errhint("Pass NULL to run the job as soon as possible.")));
 	}
 }
 
@@ -404,6 +444,8 @@ SetNewJobColumns(JobqBulkInsert *bulk, Datum *values, bool *nulls,
 	SET_COL("max_attempts", opt->max_attempts, opt->max_attempts_null);
 	SET_COL("timeout", opt->timeout, opt->timeout_null);
 	SET_COL("owner", ObjectIdGetDatum(owner), false);
+	SET_COL("handler", opt->handler ? CStringGetTextDatum(opt->handler) : (Datum) 0,
+			opt->handler == NULL);
 	SET_COL("created_at", TimestampTzGetDatum(now), false);
 	SET_COL("snoozes", Int32GetDatum(0), false);
 #undef SET_COL
@@ -471,10 +513,10 @@ static int64
 InsertJob(const char *queue, Datum payload, Datum unique_key,
 		  bool unique_key_null, JobqSubmitOptions *opt, Oid owner)
 {
-	Oid			argtypes[8] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
-	INT4OID, INTERVALOID, REGROLEOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	Oid			argtypes[10] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[10];
+	char		nulls[10] = "          ";
 	bool		isnull;
 	int			tries;
 	SPIPlanPtr	plan;
@@ -489,8 +531,12 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 	values[5] = opt->timeout;
 	nulls[5] = opt->timeout_null ? 'n' : ' ';
 	values[6] = ObjectIdGetDatum(owner);
-	values[7] = unique_key;
-	nulls[7] = unique_key_null ? 'n' : ' ';
+	values[7] = opt->handler ? CStringGetTextDatum(opt->handler) : (Datum) 0;
+	nulls[7] = opt->handler ? ' ' : 'n';
+	values[8] = unique_key;
+	nulls[8] = unique_key_null ? 'n' : ' ';
+	/* whose keys: the owner's own, or the queue's shared ones (0) */
+	values[9] = ObjectIdGetDatum(opt->unique_per_owner ? owner : InvalidOid);
 
 	if (unique_key_null)
 	{
@@ -500,11 +546,11 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 			return id;
 		plan = JobqKeptPlan(&plan_insert,
 						"INSERT INTO jobq.jobs_active "
-						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner) "
+						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler) "
 						"VALUES ($1, $2, 'pending', $3, "
-						"COALESCE($4, pg_catalog.now()), $5, $6, $7) "
+						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8) "
 						"RETURNING id",
-						7, argtypes);
+						8, argtypes);
 		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
@@ -512,17 +558,17 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 
 	for (tries = 0; tries < JOBQ_UNIQUE_RETRIES; tries++)
 	{
-		Oid			find_types[2] = {TEXTOID, TEXTOID};
-		Datum		find_values[2];
+		Oid			find_types[3] = {TEXTOID, TEXTOID, OIDOID};
+		Datum		find_values[3];
 
 		plan = JobqKeptPlan(&plan_insert_unique,
 						"INSERT INTO jobq.jobs_active "
-						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, unique_key) "
+						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler, unique_key, unique_owner) "
 						"VALUES ($1, $2, 'pending', $3, "
-						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8) "
-						"ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL "
+						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8, $9, $10) "
+						"ON CONFLICT (queue, unique_key, unique_owner) WHERE unique_key IS NOT NULL "
 						"DO NOTHING RETURNING id",
-						8, argtypes);
+						10, argtypes);
 		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 		if (SPI_processed == 1)
 			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -532,10 +578,12 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 		plan = JobqKeptPlan(&plan_find_unique,
 						"SELECT j.id FROM jobq.jobs_active j "
 						"WHERE j.queue OPERATOR(pg_catalog.=) $1 "
-						"AND j.unique_key OPERATOR(pg_catalog.=) $2",
-						2, find_types);
+						"AND j.unique_key OPERATOR(pg_catalog.=) $2 "
+						"AND j.unique_owner OPERATOR(pg_catalog.=) $3",
+						3, find_types);
 		find_values[0] = values[0];
 		find_values[1] = unique_key;
+		find_values[2] = values[9];
 		ExecOrError(plan, find_values, NULL, SPI_OK_SELECT, 1);
 		if (SPI_processed == 1)
 			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -581,6 +629,8 @@ SubmitOne(const char *queue, Datum payload,
 				 errhint("Pass queue => the name of a queue of kind http, such as http.")));
 	if (!http_payload && strcmp(info.kind, "http") == 0)
 		payload = CheckHttpPayload(payload);
+	opt->handler = info.handler_text;
+	opt->unique_per_owner = info.unique_per_owner;
 
 	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller);
 	ClaimFloorNoteWritten(queue, opt->priority, SubmitRunAt(opt), id);
@@ -746,10 +796,10 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	JobqSubmitOptions opt;
 	JobqRoleSwitch sw;
 	JobqQueueInfo info;
-	Oid			argtypes[7] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
-	INT4OID, INTERVALOID, REGROLEOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			argtypes[8] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 	SPIPlanPtr	plan;
 	uint64		i;
 
@@ -789,6 +839,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 				 errmsg("submit_batch cannot submit to queue \"%s\" of kind http", queue),
 				 errdetail("Jobs of an http queue are HTTP requests, validated one by one."),
 				 errhint("Use jobq.submit_http for each request.")));
+	opt.handler = info.handler_text;
 
 	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo))
 	{
@@ -804,12 +855,12 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 
 	plan = JobqKeptPlan(&plan_insert_batch,
 					"INSERT INTO jobq.jobs_active "
-					"(queue, payload, state, priority, run_at, max_attempts, timeout, owner) "
+					"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler) "
 					"SELECT $1, e.value, 'pending', $3, "
-					"COALESCE($4, pg_catalog.now()), $5, $6, $7 "
+					"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8 "
 					"FROM pg_catalog.jsonb_array_elements($2) e "
 					"RETURNING id",
-					7, argtypes);
+					8, argtypes);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = JsonbPGetDatum(payloads);
 	values[2] = Int32GetDatum(opt.priority);
@@ -820,6 +871,8 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	values[5] = opt.timeout;
 	nulls[5] = opt.timeout_null ? 'n' : ' ';
 	values[6] = ObjectIdGetDatum(sw.caller);
+	values[7] = opt.handler ? CStringGetTextDatum(opt.handler) : (Datum) 0;
+	nulls[7] = opt.handler ? ' ' : 'n';
 	ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 	ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
 

@@ -22,6 +22,8 @@
 #include "claim.h"
 #include "upkeep.h"
 
+#include <math.h>
+
 #include "access/genam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -155,17 +157,28 @@ JobqReplanIfResized(void)
 	planned_at_blocks = nblocks;
 }
 
+/*
+ * A time limit in whole milliseconds, 0 meaning none (NULL).  Rounded up
+ * and saturated, so that no positive limit becomes 0 or wraps around:
+ * submit and the queue functions keep limits within 1 ms .. 24 days
+ * (jobq._timeout_in_range), this holds whatever is in the tables.
+ */
 static int64
 IntervalToMs(Datum d, bool isnull)
 {
 	Interval   *iv;
+	double		us;
 
 	if (isnull)
 		return 0;
 	iv = DatumGetIntervalP(d);
-	return (iv->time / 1000) +
-		((int64) iv->day * USECS_PER_DAY / 1000) +
-		((int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY / 1000);
+	us = (double) iv->time + (double) iv->day * USECS_PER_DAY +
+		(double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	if (us <= 0)
+		return 1;
+	if (us >= (double) PG_INT32_MAX * 1000)
+		return PG_INT32_MAX;
+	return (int64) ceil(us / 1000);
 }
 
 /*
@@ -182,7 +195,7 @@ ClaimRefreshQueues(void)
 	JobqKeptPlan(&plan_queues,
 			"SELECT q.name, pg_catalog.to_regprocedure(q.handler)::pg_catalog.oid,"
 			"       q.timeout, q.warn_after,"
-			"       q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL"
+			"       q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL, q.handler"
 			"  FROM jobq.queues q"
 			" WHERE q.kind OPERATOR(pg_catalog.=) 'sql'"
 			" ORDER BY q.name",
@@ -221,6 +234,7 @@ ClaimRefreshQueues(void)
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		q->warn_after_ms = IntervalToMs(d, isnull);
 		q->limited = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		q->handler_text = SPI_getvalue(tup, desc, 6);
 		if (OidIsValid(q->handler))
 		{
 			/* it may be dropped since the query saw it: no error, no handler */
@@ -328,6 +342,14 @@ ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt)
 		row->priority = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 		row->run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 		row->lease_expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		/* the executors' claims return the job's handler too */
+		row->handler = NULL;
+		if (desc->natts >= 9)
+		{
+			d = SPI_getbinval(tup, desc, 9, &isnull);
+			if (!isnull)
+				row->handler = MemoryContextStrdup(cxt, TextDatumGetCString(d));
+		}
 		ItemPointerSetInvalid(&row->tid);
 	}
 	/* UPDATE ... RETURNING gives the rows in heap order */
@@ -404,7 +426,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	if (limited)
 		plan = JobqKeptPlan(&plan_claim,
 							"SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload, c.timeout,"
-							"       c.priority, c.run_at, c.lease_expires_at"
+							"       c.priority, c.run_at, c.lease_expires_at, c.handler"
 							"  FROM jobq._claim($1, $2, $3, $4, $5) c",
 							5, argtypes);
 	else
@@ -426,7 +448,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 							"   ORDER BY c.priority DESC, c.run_at, c.id"
 							"   LIMIT $2 FOR UPDATE SKIP LOCKED))"
 							" RETURNING a.id, a.attempt, a.owner::pg_catalog.oid, a.payload, a.timeout,"
-							"           a.priority, a.run_at, a.lease_expires_at",
+							"           a.priority, a.run_at, a.lease_expires_at, a.handler",
 							6, argtypes);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(max_jobs);
@@ -446,6 +468,52 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	n = ClaimRowsFromSPI(rows, cxt);
 	JobqNoteClaimed(n, !token_null);
 	return n;
+}
+
+/*
+ * Set job's handler from its pinned text: the queue's cached one when they
+ * name the same function (the common case: no lookup), else resolved now,
+ * in cxt.  A job runs the handler it was submitted with, never one an
+ * administrator set on the queue later (docs/api.md "Privileges").
+ */
+static void
+SetJobHandler(JobqClaimedJob *job, JobqQueue *q, MemoryContext cxt)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		oid;
+	HeapTuple	proctup;
+
+	job->handler = InvalidOid;
+	job->flinfo = NULL;
+	job->rettype = InvalidOid;
+	if (job->handler_text == NULL)
+		return;
+	if (q->handler_text != NULL && strcmp(job->handler_text, q->handler_text) == 0)
+	{
+		if (OidIsValid(q->handler))
+		{
+			job->handler = q->handler;
+			job->flinfo = &q->flinfo;
+			job->rettype = q->rettype;
+		}
+		return;
+	}
+
+	/* to_regprocedure: NULL, not an error, when it is gone */
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(job->handler_text);
+	fcinfo->args[0].isnull = false;
+	oid = to_regprocedure(fcinfo);
+	if (fcinfo->isnull)
+		return;
+	proctup = SearchSysCache1(PROCOID, oid);
+	if (!HeapTupleIsValid(proctup))
+		return;
+	job->rettype = ((Form_pg_proc) GETSTRUCT(proctup))->prorettype;
+	ReleaseSysCache(proctup);
+	job->handler = DatumGetObjectId(oid);
+	job->flinfo = MemoryContextAlloc(cxt, sizeof(FmgrInfo));
+	fmgr_info_cxt(job->handler, job->flinfo, cxt);
 }
 
 /*
@@ -497,6 +565,8 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 		job->priority = rows[i].priority;
 		job->run_at = rows[i].run_at;
 		job->tid = rows[i].tid;
+		job->handler_text = rows[i].handler;
+		SetJobHandler(job, q, callercxt);
 	}
 	return n;
 }

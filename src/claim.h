@@ -21,6 +21,7 @@ typedef struct JobqQueue
 {
 	char	   *name;
 	uint32		name_hash;		/* JobqQueueNameHash(name): wake-up hints */
+	char	   *handler_text;	/* jobq.queues.handler */
 	Oid			handler;		/* InvalidOid: handler dropped */
 	FmgrInfo	flinfo;
 	Oid			rettype;
@@ -39,6 +40,17 @@ typedef struct JobqClaimedJob
 	Jsonb	   *payload;
 	int64		timeout_ms;
 	JobqQueue  *queue;
+
+	/*
+	 * The job's own handler (jobq.jobs.handler), which it runs whatever the
+	 * queue's handler is now: the queue's cache entry when they are the same
+	 * function, else looked up for this job.  InvalidOid: it no longer
+	 * exists, or the job has none (handler_text NULL).
+	 */
+	char	   *handler_text;
+	Oid			handler;
+	FmgrInfo   *flinfo;
+	Oid			rettype;
 	int32		priority;		/* claim order: priority DESC, run_at, id */
 	TimestampTz run_at;
 	ItemPointerData tid;		/* the claimed version; invalid: unknown */
@@ -50,6 +62,7 @@ typedef struct JobqClaimRow
 	int64		id;
 	int32		attempt;		/* of the new lease */
 	Oid			owner;
+	char	   *handler;		/* NULL when none; in the caller's context */
 	Datum		payload;		/* jsonb, detoasted, in the caller's context */
 	bool		timeout_null;
 	Interval	timeout;

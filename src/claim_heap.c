@@ -70,6 +70,7 @@ typedef struct ClaimColumns
 				run_at,
 				attempt,
 				owner,
+				handler,
 				payload,
 				timeout,
 				started_at,
@@ -98,6 +99,7 @@ ReadColumns(Relation rel)
 	cols.run_at = ColumnIndex(desc, "run_at");
 	cols.attempt = ColumnIndex(desc, "attempt");
 	cols.owner = ColumnIndex(desc, "owner");
+	cols.handler = ColumnIndex(desc, "handler");
 	cols.payload = ColumnIndex(desc, "payload");
 	cols.timeout = ColumnIndex(desc, "timeout");
 	cols.started_at = ColumnIndex(desc, "started_at");
@@ -451,6 +453,8 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 			/* detoasted while our snapshot is registered: the caller keeps it */
 			oldcxt = MemoryContextSwitchTo(cxt);
 			row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(newslot->tts_values[cols.payload]));
+			row->handler = newslot->tts_isnull[cols.handler] ? NULL :
+				TextDatumGetCString(newslot->tts_values[cols.handler]);
 			MemoryContextSwitchTo(oldcxt);
 		}
 		index_endscan(scan);

@@ -364,22 +364,34 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	my_slot->job_started_at = started;
 	my_slot->warn_after_ms = job->queue->warn_after_ms;
 	my_slot->warned_slow = false;
+	my_slot->job_owner = job->owner;
+	pg_write_barrier();
 	my_slot->job_id = job->id;
 	SetSlotState(JOBQ_STATE_RUNNING);
 
 	memset(&run, 0, sizeof(run));
 	run.job_id = job->id;
 	run.owner = job->owner;
-	run.handler = job->queue->handler;
-	run.flinfo = chained ? RunSqlBatchHandler(&job->queue->flinfo, job->owner) :
-		&job->queue->flinfo;
+	run.handler = job->handler;
+	run.flinfo = (chained && job->flinfo != NULL) ?
+		RunSqlBatchHandler(job->flinfo, job->owner) : job->flinfo;
 	run.keep_subxact = chained;
-	run.rettype = job->queue->rettype;
+	run.rettype = job->rettype;
 	run.payload = job->payload;
 	run.timeout_ms = job->timeout_ms;
 	run.on_success = CompleteJob;
 	run.on_success_arg = job;
-	RunSqlHandler(&run);
+	if (OidIsValid(job->handler))
+		RunSqlHandler(&run);
+	else
+	{
+		/* nothing to run: the job's own handler is gone, or it has none */
+		run.error_class = "permanent";
+		run.message = job->handler_text != NULL ?
+			psprintf("the job's handler %s no longer exists", job->handler_text) :
+			psprintf("the job has no handler: it was submitted while queue \"%s\" was not of kind sql",
+					 job->queue->name);
+	}
 
 	if (!run.ok)
 	{
@@ -400,7 +412,13 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	my_slot->job_id = 0;
 	my_slot->jobs_done++;
 	if (!run.ok && run.message != NULL)
+	{
+		my_slot->last_error_owner = InvalidOid;
+		pg_write_barrier();
 		strlcpy(my_slot->last_error, run.message, sizeof(my_slot->last_error));
+		pg_write_barrier();
+		my_slot->last_error_owner = job->owner;
+	}
 	SetSlotState(JOBQ_STATE_IDLE);
 
 	MemoryContextSwitchTo(oldcxt);

@@ -31,7 +31,7 @@ int			jobq_shutdown_grace_ms = 10000;
 int			jobq_cleanup_interval_ms = 60000;
 int			jobq_alert_interval_ms = 30000;
 char	   *jobq_http_allowed_hosts = NULL;
-bool		jobq_allow_superuser_jobs = true;
+bool		jobq_allow_superuser_jobs = false;
 
 void		_PG_init(void);
 
@@ -111,10 +111,10 @@ DefineSettings(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("jobq.allow_superuser_jobs",
-							 "Whether jobs owned by a superuser may run.",
-							 "When off, a job whose owner is a superuser at run time fails with class permanent.",
+							 "Whether SQL jobs owned by a superuser may be submitted and run.",
+							 "When off (the default), a superuser's submit to an sql queue is refused, and a job whose owner is a superuser at run time fails with class permanent: a SECURITY DEFINER function owned by a superuser that calls submit would otherwise run its callers' payloads as superuser.",
 							 &jobq_allow_superuser_jobs,
-							 true,
+							 false,
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);

@@ -81,6 +81,16 @@ typedef struct JobqWorkerSlot
 	Latch	   *latch;			/* &MyProc->procLatch once attached */
 	int64		token;
 	JobqWorkerState state;
+
+	/*
+	 * The job being run (0 when none) and its owner, and the owner of the
+	 * job whose error last_error holds: jobq.workers shows a job's id and
+	 * error only to its owner and jobq_admin.  Written by the executor only;
+	 * read without a lock: the owner is written before the id or text it
+	 * guards (with a write barrier), and readers check it again after
+	 * reading them (JobqSlotJobVisible in monitor.c).
+	 */
+	Oid			job_owner;
 	int64		job_id;			/* job being run, 0 when none */
 	TimestampTz since;			/* when state last changed */
 	TimestampTz job_started_at;
@@ -97,6 +107,7 @@ typedef struct JobqWorkerSlot
 	 * executor without a lock.
 	 */
 	pg_atomic_uint32 wake_queue_hash;
+	Oid			last_error_owner;	/* InvalidOid while last_error changes */
 	char		last_error[128];
 } JobqWorkerSlot;
 
@@ -197,6 +208,7 @@ typedef struct JobqQueueRow
 	char	   *handler;		/* text form; NULL unless kind = sql */
 	bool		paused;
 	bool		limited;		/* concurrency or rate_limit set */
+	bool		unique_per_owner;	/* unique_scope = 'owner' */
 } JobqQueueRow;
 
 extern Oid	JobqRelid(const char *relname);

@@ -20,6 +20,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -47,13 +49,20 @@ StateName(JobqWorkerState state)
 /*
  * jobq._workers(): one row for the launcher and one per executor slot in
  * use, all databases (pid, database, kind, state, job_id, since, jobs_done,
- * last_error, claims).
+ * last_error, claims).  A running job's id and the last error are shown to
+ * the job's owner, to jobq_admin and to superusers only (NULL otherwise):
+ * other roles learn that an executor is busy, not with whose job.
  */
 Datum
 jobq_worker_slots(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			i;
+
+	Oid			admin = get_role_oid("jobq_admin", true);
+	Oid			me = GetUserId();
+	bool		sees_all = superuser_arg(me) ||
+		(OidIsValid(admin) && has_privs_of_role(me, admin));
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (jobq_shared == NULL)
@@ -83,11 +92,27 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		JobqWorkerKind kind = slot->kind;
 		Oid			dboid = slot->dboid;
 		int64		job_id = slot->job_id;
+		Oid			owner;
+		Oid			error_owner;
 		char	   *dbname;
 		char		last_error[sizeof(slot->last_error)];
 
 		if (kind == JOBQ_WORKER_UNUSED)
 			continue;
+		/* the owner is read after the id, the id again after: see jobq.h */
+		pg_read_barrier();
+		owner = slot->job_owner;
+		pg_read_barrier();
+		if (slot->job_id != job_id || !(sees_all || owner == me))
+			job_id = 0;
+		error_owner = slot->last_error_owner;
+		pg_read_barrier();
+		memcpy(last_error, slot->last_error, sizeof(last_error));
+		last_error[sizeof(last_error) - 1] = '\0';
+		pg_read_barrier();
+		if (error_owner == InvalidOid || slot->last_error_owner != error_owner ||
+			!(sees_all || error_owner == me))
+			last_error[0] = '\0';
 		memset(nulls, false, sizeof(nulls));
 		values[0] = Int32GetDatum(pid);
 		nulls[0] = (pid == 0);
@@ -103,8 +128,6 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		values[5] = TimestampTzGetDatum(slot->since);
 		nulls[5] = (slot->since == 0);
 		values[6] = Int64GetDatum((int64) slot->jobs_done);
-		memcpy(last_error, slot->last_error, sizeof(last_error));
-		last_error[sizeof(last_error) - 1] = '\0';
 		values[7] = CStringGetTextDatum(last_error);
 		nulls[7] = (last_error[0] == '\0');
 		values[8] = Int64GetDatum((int64) slot->claims);

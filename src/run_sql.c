@@ -145,7 +145,7 @@ CheckOwner(Oid owner, Oid handler, const char **error_class)
 		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
 	{
 		*error_class = "permanent";
-		return pstrdup("the queue's handler function no longer exists");
+		return pstrdup("the job's handler function no longer exists");
 	}
 	if (pg_proc_aclcheck(handler, owner, ACL_EXECUTE) != ACLCHECK_OK)
 	{

@@ -118,6 +118,9 @@ cluster_conf() {
         echo "cron.database_name = 'postgres'"
         echo "max_worker_processes = 40"
         echo "jobq.max_total_workers = 32"
+        # tests submit as the bootstrap superuser; the refusal of superuser
+        # jobs (the default) is tested where it is set back off
+        echo "jobq.allow_superuser_jobs = on"
         echo "fsync = ${JOBQ_FSYNC:-off}"
         echo "logging_collector = off"
         echo "log_line_prefix = '%m [%p] %b '"

@@ -28,6 +28,17 @@ CREATE FUNCTION jobq._backoff_strategies() RETURNS text[]
 COMMENT ON FUNCTION jobq._backoff_strategies() IS
     'Internal: the backoff strategies of jobq.';
 
+-- The range of every time limit jobq enforces (queue and job timeouts,
+-- warn_after): at least 1 ms, the unit limits are enforced in (a shorter one
+-- would round to 0, "no limit"), at most 24 days (statement_timeout is a
+-- 32-bit count of milliseconds).
+CREATE FUNCTION jobq._timeout_in_range(t interval) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN t >= interval '1 millisecond' AND t <= interval '24 days';
+COMMENT ON FUNCTION jobq._timeout_in_range(interval) IS
+    'Internal: whether a time limit is within 1 millisecond .. 24 days (the range jobq enforces to the millisecond)';
+
 ---------------------------------------------------------------------------
 -- queues
 ---------------------------------------------------------------------------
@@ -49,6 +60,8 @@ CREATE TABLE jobq.queues (
     rate_limit      double precision CHECK (rate_limit OPERATOR(pg_catalog.>) 0),
     retention       interval NOT NULL,
     breaker         text,
+    unique_scope    text NOT NULL DEFAULT 'owner'
+                    CHECK (unique_scope OPERATOR(pg_catalog.=) ANY (ARRAY['owner', 'queue'])),
     paused          boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -70,6 +83,8 @@ COMMENT ON COLUMN jobq.queues.warn_after IS 'a running attempt past this is logg
 COMMENT ON COLUMN jobq.queues.rate_limit IS 'max job starts per second; NULL = no limit';
 COMMENT ON COLUMN jobq.queues.retention IS 'completed and cancelled jobs are kept this long';
 COMMENT ON COLUMN jobq.queues.breaker IS 'circuit breaker key; NULL = the queue''s name';
+COMMENT ON COLUMN jobq.queues.unique_scope IS
+    'owner: a unique_key names one not-final job per queue and owner (roles cannot see or block each other''s keys); queue: one per queue, across roles';
 COMMENT ON COLUMN jobq.queues.paused IS 'a paused queue gives out no jobs';
 COMMENT ON COLUMN jobq.queues.rate_tokens IS 'token bucket: starts left (capacity max(1, rate_limit)); internal state';
 COMMENT ON COLUMN jobq.queues.rate_refilled_at IS 'token bucket: when rate_tokens was last computed; internal state';
@@ -90,8 +105,10 @@ CREATE TABLE jobq.jobs (
     attempt         integer NOT NULL DEFAULT 0,
     max_attempts    integer,        -- > 0: validated by submit
     unique_key      text,
+    unique_owner    oid,            -- owner, or 0 (unique_scope queue); set with unique_key
     timeout         interval,
     owner           regrole NOT NULL,
+    handler         text,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at      timestamptz,
     completed_at    timestamptz,
@@ -118,9 +135,12 @@ COMMENT ON COLUMN jobq.jobs.run_at IS 'not claimed before this time; never NULL'
 COMMENT ON COLUMN jobq.jobs.attempt IS 'leases given out so far: incremented by every claim, so (id, attempt) names one lease';
 COMMENT ON COLUMN jobq.jobs.snoozes IS 'leases that did not use up an attempt (rate_limited, released); tries used = attempt - snoozes';
 COMMENT ON COLUMN jobq.jobs.max_attempts IS 'per-job override of the queue''s max_attempts; NULL = the queue''s';
-COMMENT ON COLUMN jobq.jobs.unique_key IS 'while a job of the queue with this key is not final, submit returns its id';
+COMMENT ON COLUMN jobq.jobs.unique_key IS 'while a job of the queue (and owner: see jobq.queues.unique_scope) with this key is not final, submit returns its id';
+COMMENT ON COLUMN jobq.jobs.unique_owner IS 'whose keys unique_key is among: the owner''s OID, or 0 when the queue''s unique_scope is queue; NULL without unique_key';
 COMMENT ON COLUMN jobq.jobs.timeout IS 'per-job override of the queue''s timeout; NULL = the queue''s';
 COMMENT ON COLUMN jobq.jobs.owner IS 'the role that submitted the job (captured in C with GetUserId()); the job runs as this role';
+COMMENT ON COLUMN jobq.jobs.handler IS
+    'the SQL handler the job runs: its queue''s handler when the job was submitted (schema.function(jsonb) text), kept when the queue''s handler changes; NULL for jobs of other kinds';
 COMMENT ON COLUMN jobq.jobs.lease_expires_at IS 'running: the lease ends here unless extended by jobq.heartbeat';
 COMMENT ON COLUMN jobq.jobs.worker IS 'running: the worker name given to claim';
 COMMENT ON COLUMN jobq.jobs.claimed_by IS 'running: token of the jobq executor that holds the job; NULL for external workers';
@@ -159,8 +179,8 @@ CREATE INDEX jobs_active_claim_idx ON jobq.jobs_active
 COMMENT ON INDEX jobq.jobs_active_claim_idx IS 'jobq: the claim order of pending jobs of a queue';
 -- unique_key is free again the moment its job leaves jobs_active.
 CREATE UNIQUE INDEX jobs_active_unique_key_idx ON jobq.jobs_active
-    (queue, unique_key) WHERE unique_key IS NOT NULL;
-COMMENT ON INDEX jobq.jobs_active_unique_key_idx IS 'jobq: one not-final job per (queue, unique_key)';
+    (queue, unique_key, unique_owner) WHERE unique_key IS NOT NULL;
+COMMENT ON INDEX jobq.jobs_active_unique_key_idx IS 'jobq: one not-final job per (queue, unique_key, unique_owner)';
 -- Running jobs: the concurrency count of a queue, and lease expiry.
 -- Statements that find ONE job by id write the state test as
 -- pg_catalog.texteq(state, 'running'), which these partial indexes cannot
@@ -224,6 +244,7 @@ CREATE TABLE jobq.dead_letter (
     queue           text NOT NULL,
     payload         jsonb NOT NULL,
     owner           regrole NOT NULL,
+    handler         text,
     priority        integer NOT NULL DEFAULT 0,
     max_attempts    integer,
     timeout         interval,
@@ -240,6 +261,7 @@ COMMENT ON TABLE jobq.dead_letter IS
     'jobq: one row per failed job (retries exhausted or not retryable), with the original payload and its attempt history';
 COMMENT ON COLUMN jobq.dead_letter.attempts IS 'attempts used (rate_limited waits and releases not counted)';
 COMMENT ON COLUMN jobq.dead_letter.history IS 'every attempt row of the job (jobq.job_attempts) as a JSON array, oldest first';
+COMMENT ON COLUMN jobq.dead_letter.handler IS 'the job''s handler (jobq.jobs.handler): jobq.requeue_dead runs this one again, not the queue''s current one';
 COMMENT ON COLUMN jobq.dead_letter.requeued_job_id IS 'the job created by jobq.requeue_dead';
 CREATE INDEX dead_letter_unresolved_idx ON jobq.dead_letter (queue, failed_at) WHERE resolved_at IS NULL;
 COMMENT ON INDEX jobq.dead_letter_unresolved_idx IS 'jobq: unresolved dead letters per queue';

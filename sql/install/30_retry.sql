@@ -225,9 +225,9 @@ CREATE FUNCTION jobq._check_after(after interval) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF after < interval '0' THEN
+    IF after < interval '0' OR after > interval '1 year' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('retry delay must not be negative, not %s', after),
+            MESSAGE = format('retry delay must be between 0 and 1 year, not %s', after),
             DETAIL = 'An explicit retry delay is the least time before the next attempt.',
             HINT = 'Pass NULL to let the retry policy choose the delay.';
     END IF;

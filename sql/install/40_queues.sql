@@ -108,6 +108,18 @@ BEGIN
             DETAIL = 'base_delay is the delay the backoff strategy starts from.',
             HINT = 'Pass an interval such as ''1 second''.';
     END IF;
+    IF q.base_delay > interval '1 year' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('base_delay must not exceed 1 year, not %s', q.base_delay),
+            DETAIL = 'base_delay is the delay the backoff strategy starts from.',
+            HINT = 'Pass an interval such as ''1 second''.';
+    END IF;
+    IF q.max_delay > interval '1 year' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_delay must not exceed 1 year, not %s', q.max_delay),
+            DETAIL = 'max_delay caps every backoff delay.',
+            HINT = 'Pass an interval such as ''1 hour''.';
+    END IF;
     IF q.max_delay IS NULL OR q.max_delay < q.base_delay THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('max_delay must not be less than base_delay (%s), not %s', q.base_delay, coalesce(q.max_delay::text, 'NULL')),
@@ -120,35 +132,42 @@ BEGIN
             DETAIL = 'jitter is the +/- fraction applied to every backoff delay.',
             HINT = 'Pass 0 for exact delays, 0.1 for +/- 10%.';
     END IF;
-    IF q.timeout IS NULL OR q.timeout <= interval '0' THEN
+    IF q.timeout IS NULL OR NOT jobq._timeout_in_range(q.timeout) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('timeout must be positive, not %s', coalesce(q.timeout::text, 'NULL')),
-            DETAIL = 'timeout is the hard limit of one attempt.',
+            MESSAGE = format('timeout must be between 1 millisecond and 24 days, not %s', coalesce(q.timeout::text, 'NULL')),
+            DETAIL = 'timeout is the hard limit of one attempt, enforced to the millisecond.',
             HINT = 'Pass an interval such as ''3 minutes''.';
     END IF;
-    IF q.warn_after IS NOT NULL AND q.warn_after <= interval '0' THEN
+    IF q.warn_after IS NOT NULL AND NOT jobq._timeout_in_range(q.warn_after) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('warn_after must be positive, not %s', q.warn_after),
+            MESSAGE = format('warn_after must be between 1 millisecond and 24 days, not %s', q.warn_after),
             DETAIL = 'A running attempt past warn_after is logged as slow.',
             HINT = 'Pass NULL to never warn.';
     END IF;
-    IF q.rate_limit IS NOT NULL AND NOT (q.rate_limit > 0 AND q.rate_limit < 'Infinity'::float8) THEN
+    IF q.rate_limit IS NOT NULL AND NOT (q.rate_limit >= 0.000001 AND q.rate_limit <= 1000000) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('rate_limit must be a positive number, not %s', q.rate_limit),
+            MESSAGE = format('rate_limit must be between 0.000001 and 1000000, not %s', q.rate_limit),
             DETAIL = 'rate_limit is the most job starts per second of the queue.',
             HINT = 'Pass NULL for no limit, 0.5 for one start every two seconds.';
     END IF;
-    IF q.retention IS NULL OR q.retention < interval '0' THEN
+    IF q.retention IS NULL OR q.retention < interval '0' OR q.retention > interval '100 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('retention must not be negative, not %s', coalesce(q.retention::text, 'NULL')),
+            MESSAGE = format('retention must be between 0 and 100 years, not %s', coalesce(q.retention::text, 'NULL')),
             DETAIL = 'Completed and cancelled jobs are kept for retention.',
             HINT = 'Pass ''0'' to remove them at the next cleanup.';
     END IF;
-    IF q.breaker IS NOT NULL AND q.breaker = '' THEN
+    IF q.breaker IS NOT NULL AND (q.breaker = '' OR length(q.breaker) > 200
+                                  OR q.breaker ~ '[[:cntrl:]]') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'breaker must not be empty',
-            DETAIL = 'breaker is the circuit breaker key of the queue.',
+            MESSAGE = format('invalid breaker key %s', quote_literal(q.breaker)),
+            DETAIL = 'A circuit breaker key has 1 to 200 characters and no control characters (it appears in logs and alerts).',
             HINT = 'Pass NULL to use the queue name as the circuit breaker key.';
+    END IF;
+    IF q.unique_scope IS NULL OR NOT (q.unique_scope = ANY (ARRAY['owner', 'queue'])) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('unknown unique_scope "%s"', q.unique_scope),
+            DETAIL = 'unique_scope says whose jobs a unique_key is unique among.',
+            HINT = 'Use owner (each role''s keys apart, the default) or queue (one key space for every role).';
     END IF;
 END
 $fn$;
@@ -182,7 +201,8 @@ CREATE FUNCTION jobq.create_queue(
     warn_after    interval         DEFAULT '1 minute',
     rate_limit    double precision DEFAULT NULL,
     retention     interval         DEFAULT '1 hour',
-    breaker       text             DEFAULT NULL)
+    breaker       text             DEFAULT NULL,
+    unique_scope  text             DEFAULT 'owner')
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -204,14 +224,17 @@ BEGIN
     q.rate_limit := rate_limit;
     q.retention := retention;
     q.breaker := breaker;
+    q.unique_scope := unique_scope;
     PERFORM jobq._check_queue(q);
 
     INSERT INTO jobq.queues (name, kind, handler, concurrency, max_attempts,
                              backoff, base_delay, max_delay, jitter, timeout,
-                             warn_after, rate_limit, retention, breaker)
+                             warn_after, rate_limit, retention, breaker,
+                             unique_scope)
     VALUES (q.name, q.kind, q.handler, q.concurrency, q.max_attempts,
             q.backoff, q.base_delay, q.max_delay, q.jitter, q.timeout,
-            q.warn_after, q.rate_limit, q.retention, q.breaker)
+            q.warn_after, q.rate_limit, q.retention, q.breaker,
+            q.unique_scope)
     ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -221,7 +244,7 @@ BEGIN
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text) IS
+COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text) IS
     'jobq: creates a queue (kind sql when a handler is given, else external unless kind says http)';
 
 CREATE FUNCTION jobq.alter_queue(
@@ -239,7 +262,8 @@ CREATE FUNCTION jobq.alter_queue(
     rate_limit    double precision DEFAULT NULL,
     retention     interval         DEFAULT NULL,
     breaker       text             DEFAULT NULL,
-    reset         text[]           DEFAULT NULL)
+    reset         text[]           DEFAULT NULL,
+    unique_scope  text             DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -249,7 +273,7 @@ DECLARE
     opt     text;
     options CONSTANT text[] := ARRAY['handler', 'concurrency', 'max_attempts',
         'backoff', 'base_delay', 'max_delay', 'jitter', 'timeout',
-        'warn_after', 'rate_limit', 'retention', 'breaker'];
+        'warn_after', 'rate_limit', 'retention', 'breaker', 'unique_scope'];
 BEGIN
     FOREACH opt IN ARRAY coalesce(reset, '{}') LOOP
         IF opt IS NULL OR NOT (opt = ANY (options)) THEN
@@ -278,6 +302,7 @@ BEGIN
     IF 'rate_limit' = ANY (reset) THEN q.rate_limit := NULL; END IF;
     IF 'retention' = ANY (reset) THEN q.retention := '1 hour'; END IF;
     IF 'breaker' = ANY (reset) THEN q.breaker := NULL; END IF;
+    IF 'unique_scope' = ANY (reset) THEN q.unique_scope := 'owner'; END IF;
 
     IF handler IS NOT NULL THEN
         q.handler := jobq._handler_text(handler);
@@ -299,6 +324,7 @@ BEGIN
     q.rate_limit := coalesce(rate_limit, q.rate_limit);
     q.retention := coalesce(retention, q.retention);
     q.breaker := coalesce(breaker, q.breaker);
+    q.unique_scope := coalesce(unique_scope, q.unique_scope);
     PERFORM jobq._check_queue(q);
 
     UPDATE jobq.queues
@@ -307,7 +333,7 @@ BEGIN
            base_delay = q.base_delay, max_delay = q.max_delay,
            jitter = q.jitter, timeout = q.timeout, warn_after = q.warn_after,
            rate_limit = q.rate_limit, retention = q.retention,
-           breaker = q.breaker, updated_at = now(),
+           breaker = q.breaker, unique_scope = q.unique_scope, updated_at = now(),
            rate_tokens = CASE WHEN q.rate_limit IS DISTINCT FROM queues.rate_limit
                               THEN NULL ELSE queues.rate_tokens END
      WHERE queues.name = q.name;
@@ -316,7 +342,7 @@ BEGIN
     PERFORM jobq._wake_at_commit();
 END
 $fn$;
-COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[]) IS
+COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text) IS
     'jobq: changes the settings given (NULL = unchanged); reset names settings to set back to NULL (handler, concurrency, warn_after, rate_limit, breaker) or to create_queue''s default';
 
 CREATE FUNCTION jobq.pause_queue(name text) RETURNS void

@@ -183,24 +183,12 @@ AS $fn$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'undefined_object',
         MESSAGE = format('job %s does not exist', id),
-        DETAIL = 'Final jobs are removed after their queue''s retention.',
+        DETAIL = 'A role sees only the jobs it submitted (jobq_admin sees all); final jobs are removed after their queue''s retention.',
         HINT = 'jobq.jobs lists the jobs you may see.';
 END
 $fn$;
-COMMENT ON FUNCTION jobq._no_job(bigint) IS 'Internal: raises 42704 for an unknown job.';
+COMMENT ON FUNCTION jobq._no_job(bigint) IS 'Internal: raises 42704 for a job that does not exist or that the caller may not see (the two answer alike, so that ids cannot be probed).';
 
-CREATE FUNCTION jobq._not_your_job(id bigint, action text) RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-        MESSAGE = format('permission denied to %s job %s', action, id),
-        DETAIL = 'Only the role that submitted a job, or a member of jobq_admin, may do this.',
-        HINT = 'Ask a member of jobq_admin.';
-END
-$fn$;
-COMMENT ON FUNCTION jobq._not_your_job(bigint, text) IS 'Internal: raises 42501 for a job of another role.';
 
 ---------------------------------------------------------------------------
 -- cancel, retry_now (called by the C entry points with the captured caller)
@@ -217,7 +205,7 @@ BEGIN
     SELECT * INTO j FROM jobq.jobs_active a WHERE a.id = _cancel.id FOR UPDATE;
     IF FOUND THEN
         IF NOT jobq._may_manage(j.owner, caller) THEN
-            PERFORM jobq._not_your_job(j.id, 'cancel');
+            PERFORM jobq._no_job(j.id);
         END IF;
         PERFORM jobq._finalize(j.id, 'cancelled', NULL, NULL, NULL);
         IF j.state = 'running' THEN
@@ -235,7 +223,7 @@ BEGIN
         PERFORM jobq._no_job(_cancel.id);
     END IF;
     IF NOT jobq._may_manage(o, caller) THEN
-        PERFORM jobq._not_your_job(_cancel.id, 'cancel');
+        PERFORM jobq._no_job(_cancel.id);
     END IF;
     cancelled := false;
 END
@@ -260,7 +248,7 @@ BEGIN
         END IF;
     END IF;
     IF NOT jobq._may_manage(j.owner, caller) THEN
-        PERFORM jobq._not_your_job(_retry_now.id, 'retry');
+        PERFORM jobq._no_job(_retry_now.id);
     END IF;
     IF j.state <> 'pending' THEN
         RETURN false;
@@ -303,11 +291,11 @@ AS $fn$
 BEGIN
     WITH d AS (DELETE FROM jobq.jobs_active a WHERE a.id = _finalize.id RETURNING a.*)
     INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,
-            attempt, max_attempts, unique_key, timeout, owner, created_at,
+            attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,
             started_at, completed_at, last_heartbeat, lease_expires_at,
             worker, claimed_by, snoozes, error_type, last_error, result)
     SELECT d.id, d.queue, d.payload, _finalize.new_state, d.priority, d.run_at,
-           d.attempt, d.max_attempts, d.unique_key, d.timeout, d.owner, d.created_at,
+           d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,
            d.started_at, clock_timestamp(), d.last_heartbeat, NULL,
            d.worker, d.claimed_by, d.snoozes,
            coalesce(_finalize.error_class, d.error_type),
@@ -534,10 +522,10 @@ BEGIN
 
     -- exhausted or not retryable: failed, with a dead letter
     PERFORM jobq._finalize(j.id, 'failed', NULL, cls, error);
-    INSERT INTO jobq.dead_letter (job_id, queue, payload, owner, priority,
+    INSERT INTO jobq.dead_letter (job_id, queue, payload, owner, handler, priority,
                                   max_attempts, timeout, error_class,
                                   last_error, attempts, history)
-    SELECT j.id, j.queue, j.payload, j.owner, j.priority, j.max_attempts,
+    SELECT j.id, j.queue, j.payload, j.owner, j.handler, j.priority, j.max_attempts,
            j.timeout, cls, error, j.attempt - j.snoozes,
            coalesce((SELECT jsonb_agg(to_jsonb(h) - 'job_id' - 'queue' - 'owner'
                                       ORDER BY h.attempt)

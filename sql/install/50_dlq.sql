@@ -44,9 +44,9 @@ BEGIN
     END IF;
 
     INSERT INTO jobq.jobs_active (queue, payload, state, priority, run_at,
-                                  max_attempts, timeout, owner)
+                                  max_attempts, timeout, owner, handler)
     VALUES (dl.queue, dl.payload, 'pending', dl.priority, now(),
-            dl.max_attempts, dl.timeout, dl.owner)
+            dl.max_attempts, dl.timeout, dl.owner, dl.handler)
     RETURNING jobs_active.id INTO new_id;
     PERFORM jobq._claim_floor_note(dl.queue, dl.priority, now(), new_id);
 
@@ -59,7 +59,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION jobq.requeue_dead(bigint) IS
-    'jobq: submits the dead letter''s payload again (same queue, owner, priority and overrides; fresh attempts; no unique_key) and marks the dead letter resolved; returns the new job id';
+    'jobq: submits the dead letter''s payload again (same queue, owner, handler, priority and overrides; fresh attempts; no unique_key) and marks the dead letter resolved; returns the new job id';
 
 CREATE FUNCTION jobq.resolve_dead(dead_letter_id bigint, note text) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -42,8 +42,8 @@ GRANT EXECUTE ON FUNCTION
     TO jobq_worker, jobq_admin;
 
 GRANT EXECUTE ON FUNCTION
-    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text),
-    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[]),
+    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text),
+    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text),
     jobq.pause_queue(text),
     jobq.resume_queue(text),
     jobq.drop_queue(text, boolean),

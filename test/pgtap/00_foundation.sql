@@ -11,7 +11,7 @@ SELECT is(current_setting('jobq.shutdown_grace'), '10s', 'jobq.shutdown_grace de
 SELECT is(current_setting('jobq.cleanup_interval'), '1min', 'jobq.cleanup_interval default');
 SELECT is(current_setting('jobq.alert_interval'), '30s', 'jobq.alert_interval default');
 SELECT is(current_setting('jobq.http_allowed_hosts'), '*', 'jobq.http_allowed_hosts default');
-SELECT is(current_setting('jobq.allow_superuser_jobs'), 'on', 'jobq.allow_superuser_jobs default');
+SELECT is((SELECT boot_val FROM pg_settings WHERE name = 'jobq.allow_superuser_jobs'), 'off', 'jobq.allow_superuser_jobs default');
 SELECT is(current_setting('jobq.vacuum_after'), '10000', 'jobq.vacuum_after default');
 SELECT is((SELECT context FROM pg_settings WHERE name = 'jobq.max_total_workers'), 'postmaster',
           'slot count is fixed at server start');

@@ -23,7 +23,7 @@ SELECT is((SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid
           'FOR VALUES IN (''completed'', ''failed'', ''cancelled'')', 'jobs_final holds the final states');
 
 SELECT columns_are('jobq', 'jobs', ARRAY['id', 'queue', 'payload', 'state', 'priority', 'run_at',
-    'attempt', 'max_attempts', 'unique_key', 'timeout', 'owner', 'created_at', 'started_at',
+    'attempt', 'max_attempts', 'unique_key', 'unique_owner', 'timeout', 'owner', 'handler', 'created_at', 'started_at',
     'completed_at', 'last_heartbeat', 'lease_expires_at', 'worker', 'claimed_by', 'snoozes',
     'error_type', 'last_error', 'result'], 'jobq.jobs has the API columns and the lease columns');
 SELECT col_type_is('jobq', 'jobs', 'owner', 'regrole', 'jobs.owner is a regrole');
@@ -33,7 +33,7 @@ SELECT col_type_is('jobq', 'queues', 'handler', 'text', 'queues.handler is text,
 SELECT columns_are('jobq', 'job_attempts', ARRAY['job_id', 'attempt', 'queue', 'owner', 'started_at',
     'finished_at', 'outcome', 'error_class', 'error', 'sqlstate', 'http_status', 'worker', 'detail'],
     'jobq.job_attempts columns');
-SELECT columns_are('jobq', 'dead_letter', ARRAY['id', 'job_id', 'queue', 'payload', 'owner', 'priority',
+SELECT columns_are('jobq', 'dead_letter', ARRAY['id', 'job_id', 'queue', 'payload', 'owner', 'handler', 'priority',
     'max_attempts', 'timeout', 'error_class', 'last_error', 'attempts', 'history', 'failed_at',
     'resolved_at', 'resolution_note', 'requeued_job_id'], 'jobq.dead_letter columns');
 SELECT columns_are('jobq', 'retry_policies', ARRAY['queue', 'error_class', 'retry', 'backoff',
@@ -45,8 +45,8 @@ SELECT is((SELECT pg_get_indexdef('jobq.jobs_active_claim_idx'::regclass)),
           'CREATE INDEX jobs_active_claim_idx ON jobq.jobs_active USING btree (queue, priority DESC, run_at, id) WITH (deduplicate_items=off) WHERE (state = ''pending''::text)',
           'claim index: queue, priority DESC, run_at, id over pending jobs');
 SELECT is((SELECT pg_get_indexdef('jobq.jobs_active_unique_key_idx'::regclass)),
-          'CREATE UNIQUE INDEX jobs_active_unique_key_idx ON jobq.jobs_active USING btree (queue, unique_key) WHERE (unique_key IS NOT NULL)',
-          'unique_key is unique per queue among active jobs only');
+          'CREATE UNIQUE INDEX jobs_active_unique_key_idx ON jobq.jobs_active USING btree (queue, unique_key, unique_owner) WHERE (unique_key IS NOT NULL)',
+          'unique_key is unique per queue and key space (owner, or the whole queue) among active jobs only');
 SELECT has_index('jobq', 'jobs_active', 'jobs_active_running_idx', 'index of running jobs per queue');
 SELECT has_index('jobq', 'jobs_active', 'jobs_active_lease_idx', 'index of running jobs by lease end');
 SELECT ok((SELECT c.reloptions @> ARRAY['autovacuum_vacuum_scale_factor=0.01']

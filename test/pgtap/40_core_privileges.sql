@@ -6,7 +6,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(37);
+SELECT plan(39);
 
 CREATE ROLE tp_alice NOLOGIN;
 CREATE ROLE tp_bob NOLOGIN;
@@ -32,6 +32,18 @@ BEGIN
     RETURN res;
 EXCEPTION WHEN OTHERS THEN
     RETURN 'ERROR ' || SQLSTATE;
+END $$;
+-- the whole error a role gets: SQLSTATE, message, detail and hint
+CREATE FUNCTION pg_temp.error_text(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE m text; d text; h text;
+BEGIN
+    EXECUTE format('SET LOCAL ROLE %I', r);
+    EXECUTE q;
+    RESET ROLE;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN concat_ws(' | ', SQLSTATE, m, d, h);
 END $$;
 CREATE TEMP TABLE v (k text PRIMARY KEY, id bigint);
 GRANT SELECT ON v TO PUBLIC;
@@ -71,10 +83,18 @@ SELECT is(pg_temp.as_role('tp_alice', $$SELECT count(*) FROM jobq.jobs_active$$)
           'the partitions are not readable directly (they would bypass RLS)');
 
 -- cancel
-SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42501',
-          'alice cannot cancel bob''s job');
+SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42704',
+          'alice cannot cancel bob''s job: to her it does not exist');
+SELECT is(replace(pg_temp.error_text('tp_alice', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))),
+                  (SELECT id FROM v WHERE k = 'bob_ext')::text, 'N'),
+          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.cancel(987654321)'), '987654321', 'N'),
+          'cancel answers another role''s job and an unknown id alike (ids cannot be probed)');
+SELECT is(replace(pg_temp.error_text('tp_alice', format('SELECT jobq.retry_now(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))),
+                  (SELECT id FROM v WHERE k = 'bob_ext')::text, 'N'),
+          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.retry_now(987654321)'), '987654321', 'N'),
+          'retry_now answers another role''s job and an unknown id alike');
 SELECT is((SELECT state FROM jobq.jobs WHERE id = (SELECT id FROM v WHERE k = 'bob_ext')), 'pending', 'bob''s job untouched');
-SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.retry_now(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42501',
+SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.retry_now(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42704',
           'alice cannot retry_now bob''s job');
 SELECT is(pg_temp.as_role('tp_bob', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'true',
           'bob cancels his own job');
