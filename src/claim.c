@@ -636,17 +636,23 @@ ClaimRelease(int64 id, int32 attempt)
  * of external workers.  Returns the number of jobs recovered.
  */
 int
-ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon)
+ClaimRecoverLost(void)
 {
-	Oid			argtypes[2] = {INT8ARRAYOID, INT8OID};
-	Datum		values[2];
-	Datum	   *elems;
-	ArrayType  *arr;
 	int			ret;
-	int			i;
 	int			recovered = 0;
 	bool		isnull;
 
+	/*
+	 * A running job is lost when no live executor of this database holds
+	 * its token (random: JobqNewToken), whatever the clocks, the start order
+	 * of servers, or where the row came from (a restore, a promoted
+	 * standby).  The tokens are read after the statement's snapshot is taken
+	 * (an InitPlan runs when first needed): an executor publishes its token
+	 * before it claims, so every claim this snapshot sees has its token in
+	 * the list while its executor lives.  No FOR UPDATE here: each _fail is
+	 * fenced by the (id, attempt) this snapshot saw, so a job recovered by
+	 * another executor meanwhile, and perhaps claimed again, is left alone.
+	 */
 	JobqKeptPlan(&plan_recover,
 			"SELECT pg_catalog.count(jobq._fail(j.id, j.attempt,"
 			"         'the jobq executor running this job stopped (crash, kill or server restart)',"
@@ -654,19 +660,11 @@ ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon)
 			"  FROM (SELECT l.id, l.attempt FROM jobq.jobs_active l"
 			"         WHERE l.state OPERATOR(pg_catalog.=) 'running'"
 			"           AND l.claimed_by IS NOT NULL"
-			"           AND l.claimed_by OPERATOR(pg_catalog.<>) ALL ($1)"
-			"           AND l.claimed_by OPERATOR(pg_catalog.<) $2"
-			/* another executor recovering the same job: leave it to it */
-			"           FOR UPDATE SKIP LOCKED) j",
-			2, argtypes);
-
-	elems = palloc(sizeof(Datum) * Max(ntokens, 1));
-	for (i = 0; i < ntokens; i++)
-		elems[i] = Int64GetDatum(live_tokens[i]);
-	arr = construct_array(elems, ntokens, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-	values[0] = PointerGetDatum(arr);
-	values[1] = Int64GetDatum(horizon);
-	ret = SPI_execute_plan(plan_recover, values, NULL, false, 0);
+			"           AND l.claimed_by OPERATOR(pg_catalog.<>)"
+			"               ALL (pg_catalog.array_cat((SELECT jobq._live_executor_tokens()),"
+			"                                         '{}'::pg_catalog.int8[]))) j",
+			0, NULL);
+	ret = SPI_execute_plan(plan_recover, NULL, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "jobq: recovery failed: %s", SPI_result_code_string(ret));
 	recovered += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],

@@ -155,6 +155,6 @@ extern char *ClaimFail(int64 id, int32 attempt, const char *message,
 					   const char *detail);
 extern bool ClaimRelease(int64 id, int32 attempt);
 extern TimestampTz ClaimNextDue(void);
-extern int	ClaimRecoverLost(int64 *live_tokens, int ntokens, int64 horizon);
+extern int	ClaimRecoverLost(void);
 
 #endif							/* JOBQ_CLAIM_H */

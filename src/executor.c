@@ -246,32 +246,13 @@ BatchSize(void)
 	return 1;
 }
 
-/*
- * Recover jobs whose executor is gone: collect the live tokens of this
- * database's executors.  next_token is read first, so an executor attaching
- * meanwhile has a token at or above the horizon and counts as alive.
- */
+/* Recover jobs whose executor is gone (ClaimRecoverLost). */
 static void
 RecoverLostJobs(void)
 {
-	int64	   *tokens = palloc(sizeof(int64) * jobq_shared->nslots);
-	int			ntokens = 0;
-	int64		horizon = (int64) pg_atomic_read_u64(&jobq_shared->next_token);
-	int			i;
 	int			recovered;
 
-	LWLockAcquire(jobq_shared->lock, LW_SHARED);
-	for (i = 0; i < jobq_shared->nslots; i++)
-	{
-		JobqWorkerSlot *slot = &jobq_shared->slots[i];
-
-		if (slot->kind != JOBQ_WORKER_UNUSED && slot->dboid == MyDatabaseId &&
-			slot->pid != 0)
-			tokens[ntokens++] = slot->token;
-	}
-	LWLockRelease(jobq_shared->lock);
-
-	recovered = ClaimRecoverLost(tokens, ntokens, horizon);
+	recovered = ClaimRecoverLost();
 	if (recovered > 0)
 		ereport(LOG,
 				(errmsg("jobq recovered %d job(s) whose worker was lost", recovered)));
@@ -963,7 +944,7 @@ jobq_executor_main(Datum main_arg)
 	}
 	my_slot->pid = MyProcPid;
 	my_slot->latch = &MyProc->procLatch;
-	my_slot->token = (int64) pg_atomic_fetch_add_u64(&jobq_shared->next_token, 1);
+	my_slot->token = JobqNewToken();
 	dboid = my_slot->dboid;
 	LWLockRelease(jobq_shared->lock);
 	my_slot_index = idx;

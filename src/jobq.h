@@ -153,7 +153,6 @@ typedef struct JobqShared
 	LWLock	   *lock;
 	int			launcher_pid;
 	Latch	   *launcher_latch;
-	pg_atomic_uint64 next_token;
 	pg_atomic_uint32 launcher_wake_pending;
 
 	/*
@@ -191,6 +190,7 @@ extern void JobqWakeLauncher(void);
 extern void JobqRegisterXactCallback(void);
 extern JobqDatabase *JobqFindDatabase(Oid dboid, bool create);
 extern JobqWorkerSlot *JobqFindSlotRunningJob(Oid dboid, int64 job_id);
+extern int64 JobqNewToken(void);
 extern void JobqNoteExecutorFailure(JobqDatabase *db);
 
 /* ---- launcher.c / executor.c ---- */

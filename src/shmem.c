@@ -29,7 +29,11 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(jobq_live_executor_tokens);
 
 JobqShared *jobq_shared = NULL;
 
@@ -93,13 +97,6 @@ JobqShmemStartup(void)
 		jobq_shared->lock = &(GetNamedLWLockTranche("jobq"))->lock;
 		jobq_shared->nslots = jobq_max_total_workers;
 
-		/*
-		 * Executor tokens start at the current time in microseconds, so a
-		 * token handed out after a crash-restart never equals one stored in
-		 * jobq.jobs.claimed_by by an executor of an earlier incarnation.
-		 */
-		pg_atomic_init_u64(&jobq_shared->next_token,
-						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u32(&jobq_shared->launcher_wake_pending, 0);
 		pg_atomic_init_u64(&jobq_shared->wake_seq, 0);
 		pg_atomic_init_u64(&jobq_shared->queues_version, 0);
@@ -433,4 +430,65 @@ JobqShmemInstallHooks(void)
 	shmem_request_hook = JobqShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = JobqShmemStartup;
+}
+
+/*
+ * A new executor token: random, positive, and held by no other slot.  The
+ * caller holds jobq_shared->lock exclusively.  Random rather than counted
+ * from any clock, so that a token in jobq.jobs.claimed_by written by
+ * another server (a restore, a promoted standby) or before a crash never
+ * names a live executor of this one.
+ */
+int64
+JobqNewToken(void)
+{
+	for (;;)
+	{
+		uint64		r;
+		int64		token;
+		bool		taken = false;
+		int			i;
+
+		if (!pg_strong_random(&r, sizeof(r)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("jobq: could not generate a random executor token")));
+		token = (int64) (r & PG_INT64_MAX);
+		if (token == 0)
+			continue;
+		for (i = 0; i < jobq_shared->nslots && !taken; i++)
+			taken = jobq_shared->slots[i].kind != JOBQ_WORKER_UNUSED &&
+				jobq_shared->slots[i].token == token;
+		if (!taken)
+			return token;
+	}
+}
+
+/*
+ * jobq._live_executor_tokens() RETURNS bigint[]: the tokens of this
+ * database's attached executors, read now (see ClaimRecoverLost for why
+ * the moment matters).
+ */
+Datum
+jobq_live_executor_tokens(PG_FUNCTION_ARGS)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(jobq_shared ? jobq_shared->nslots : 0, 1));
+	int			n = 0;
+	int			i;
+
+	if (jobq_shared != NULL)
+	{
+		LWLockAcquire(jobq_shared->lock, LW_SHARED);
+		for (i = 0; i < jobq_shared->nslots; i++)
+		{
+			JobqWorkerSlot *slot = &jobq_shared->slots[i];
+
+			if (slot->kind != JOBQ_WORKER_UNUSED && slot->dboid == MyDatabaseId &&
+				slot->pid != 0)
+				elems[n++] = Int64GetDatum(slot->token);
+		}
+		LWLockRelease(jobq_shared->lock);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }

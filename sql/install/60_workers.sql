@@ -10,6 +10,13 @@ CREATE FUNCTION jobq._workers(
 COMMENT ON FUNCTION jobq._workers() IS
     'Internal: jobq''s launcher and executor slots from shared memory (behind the view jobq.workers).';
 
+CREATE FUNCTION jobq._live_executor_tokens() RETURNS bigint[]
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'jobq_live_executor_tokens';
+COMMENT ON FUNCTION jobq._live_executor_tokens() IS
+    'Internal: the tokens of this database''s running executors (a running job whose claimed_by is not among them is lost)';
+REVOKE ALL ON FUNCTION jobq._live_executor_tokens() FROM PUBLIC;
+
 CREATE VIEW jobq.workers AS
     SELECT w.pid, w.database, w.kind, w.state, w.job_id, w.since,
            w.jobs_done, w.last_error, w.claims
