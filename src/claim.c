@@ -66,6 +66,7 @@ static SPIPlanPtr plan_claim = NULL;
 static SPIPlanPtr plan_claim_sql = NULL;
 static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_fail = NULL;
+static SPIPlanPtr plan_fail_nowait = NULL;
 static SPIPlanPtr plan_release = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_recover_leases = NULL;
@@ -578,16 +579,30 @@ ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
  */
 char *
 ClaimFail(int64 id, int32 attempt, const char *message, const char *error_class,
-		  const char *sqlstate, const char *detail)
+		  const char *sqlstate, const char *detail, bool *busy)
 {
 	Oid			argtypes[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
+	bool		isnull;
 
-	JobqKeptPlan(&plan_fail,
-			"SELECT jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6)",
-			6, argtypes);
+	/*
+	 * With busy: take the row's lock first, skipping it when another
+	 * transaction holds it, so that _fail's own FOR UPDATE never waits
+	 * (see ClaimComplete for why an executor must not).
+	 */
+	if (busy != NULL)
+		JobqKeptPlan(&plan_fail_nowait,
+				"SELECT CASE WHEN EXISTS (SELECT FROM jobq.jobs_active l"
+				"                          WHERE l.id OPERATOR(pg_catalog.=) $1"
+				"                          FOR UPDATE SKIP LOCKED)"
+				"            THEN jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6) END",
+				6, argtypes);
+	else
+		JobqKeptPlan(&plan_fail,
+				"SELECT jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6)",
+				6, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
 	values[2] = CStringGetTextDatum(message ? message : "");
@@ -603,9 +618,18 @@ ClaimFail(int64 id, int32 attempt, const char *message, const char *error_class,
 		values[5] = CStringGetTextDatum(detail);
 	else
 		nulls[5] = 'n';
-	ret = SPI_execute_plan(plan_fail, values, nulls, false, 0);
+	ret = SPI_execute_plan(busy != NULL ? plan_fail_nowait : plan_fail,
+						   values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "jobq: fail failed: %s", SPI_result_code_string(ret));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+	{
+		/* fenced, or (busy) maybe held by another transaction */
+		if (busy != NULL)
+			*busy = ClaimLeaseRunning(id, attempt);
+		return NULL;
+	}
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
@@ -649,9 +673,11 @@ ClaimRecoverLost(void)
 	 * standby).  The tokens are read after the statement's snapshot is taken
 	 * (an InitPlan runs when first needed): an executor publishes its token
 	 * before it claims, so every claim this snapshot sees has its token in
-	 * the list while its executor lives.  No FOR UPDATE here: each _fail is
-	 * fenced by the (id, attempt) this snapshot saw, so a job recovered by
-	 * another executor meanwhile, and perhaps claimed again, is left alone.
+	 * the list while its executor lives.  Each row is then locked, skipping
+	 * it when another transaction holds it (an executor must never wait:
+	 * see ClaimComplete), by the (id, attempt) this snapshot saw, so that a
+	 * job recovered by another executor meanwhile, and perhaps claimed
+	 * again, is left alone; _fail is fenced by the same pair.
 	 */
 	JobqKeptPlan(&plan_recover,
 			"SELECT pg_catalog.count(jobq._fail(j.id, j.attempt,"
@@ -662,7 +688,13 @@ ClaimRecoverLost(void)
 			"           AND l.claimed_by IS NOT NULL"
 			"           AND l.claimed_by OPERATOR(pg_catalog.<>)"
 			"               ALL (pg_catalog.array_cat((SELECT jobq._live_executor_tokens()),"
-			"                                         '{}'::pg_catalog.int8[]))) j",
+			"                                         '{}'::pg_catalog.int8[]))) j"
+			/* another transaction holds it (recovering it too): leave it */
+			"  WHERE EXISTS (SELECT FROM jobq.jobs_active k"
+			"                 WHERE k.id OPERATOR(pg_catalog.=) j.id"
+			"                   AND k.attempt OPERATOR(pg_catalog.=) j.attempt"
+			"                   AND k.state OPERATOR(pg_catalog.=) 'running'"
+			"                   FOR UPDATE SKIP LOCKED)",
 			0, NULL);
 	ret = SPI_execute_plan(plan_recover, NULL, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)

@@ -145,14 +145,16 @@ extern int	ClaimHeap(const char *queue, int max_jobs, Interval *lease,
 					  bool *busy);
 extern int	ClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 					  JobqClaimedJob *jobs, bool *busy);
-extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease);
+extern bool ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
+						  bool *busy);
+extern bool ClaimLeaseRunning(int64 id, int32 attempt);
 extern bool ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint,
 							   Jsonb *result, bool executor_lease,
-							   JobqCompletions *acc, MemoryContext cxt);
+							   JobqCompletions *acc, MemoryContext cxt, bool *busy);
 extern void ClaimRecordCompleted(JobqCompletions *acc);
 extern char *ClaimFail(int64 id, int32 attempt, const char *message,
 					   const char *error_class, const char *sqlstate,
-					   const char *detail);
+					   const char *detail, bool *busy);
 extern bool ClaimRelease(int64 id, int32 attempt);
 extern TimestampTz ClaimNextDue(void);
 extern int	ClaimRecoverLost(void);

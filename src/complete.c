@@ -42,9 +42,48 @@
 #include "utils/typcache.h"
 
 static SPIPlanPtr plan_complete = NULL;
+static SPIPlanPtr plan_complete_nowait = NULL;
 static SPIPlanPtr plan_take_completed = NULL;
+static SPIPlanPtr plan_take_completed_nowait = NULL;
+static SPIPlanPtr plan_lease_running = NULL;
 static SPIPlanPtr plan_record_completed = NULL;
 static Oid	jobs_active_array_type = InvalidOid;
+
+/*
+ * The completion as a statement; LOCK adds a condition (SKIP_LOCKED_BY_ID:
+ * skip the row rather than wait when another transaction holds it).
+ */
+#define COMPLETE_SQL(LOCK) \
+			"WITH d AS (" \
+			"  DELETE FROM jobq.jobs_active a" \
+			"   WHERE a.id OPERATOR(pg_catalog.=) $1" \
+			"     AND a.attempt OPERATOR(pg_catalog.=) $2" \
+			"     AND pg_catalog.texteq(a.state, 'running')" \
+			"     AND (a.claimed_by IS NULL OR $4)" \
+			LOCK \
+			"  RETURNING a.*)," \
+			" f AS (" \
+			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at," \
+			"         attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at," \
+			"         started_at, completed_at, last_heartbeat, lease_expires_at," \
+			"         worker, claimed_by, snoozes, error_type, last_error, result)" \
+			"  SELECT d.id, d.queue, d.payload, 'completed', d.priority, d.run_at," \
+			"         d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at," \
+			"         d.started_at, pg_catalog.clock_timestamp(), d.last_heartbeat, NULL," \
+			"         d.worker, d.claimed_by, d.snoozes, d.error_type, d.last_error, $3" \
+			"    FROM d)" \
+			" INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at," \
+			"        finished_at, outcome, worker)" \
+			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at," \
+			"        pg_catalog.clock_timestamp(), 'completed', d.worker" \
+			"   FROM d" \
+			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL" \
+			"              FROM jobq.queues q" \
+			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)"
+
+#define SKIP_LOCKED_BY_ID \
+	" AND a.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT l.id FROM jobq.jobs_active l" \
+	"   WHERE l.id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED))"
 
 /*
  * Fenced completion: the job of lease (id, attempt) becomes completed with
@@ -55,9 +94,16 @@ static Oid	jobs_active_array_type = InvalidOid;
  * away by its own fenced completion.
  * This is the only implementation: jobq._complete (used by jobq.complete)
  * calls it too.
+ *
+ * busy not NULL (an executor's own completion): never wait for another
+ * transaction's lock on the row; instead return false with *busy set when
+ * the lease may still be running (see ClaimLeaseRunning).  An executor that
+ * waited there, holding the rows of its whole batch, could deadlock with a
+ * user's statement cancelling several jobs, and lose the batch.
  */
 bool
-ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
+ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
+			  bool *busy)
 {
 	Oid			argtypes[4] = {INT8OID, INT4OID, JSONBOID, BOOLOID};
 	Datum		values[4];
@@ -75,39 +121,16 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
 
 		acc.n = 0;
 		if (!ClaimTakeCompleted(id, attempt, NULL, result, false, &acc,
-								CurrentMemoryContext))
+								CurrentMemoryContext, busy))
 			return false;
 		ClaimRecordCompleted(&acc);
 		return true;
 	}
 
-	JobqKeptPlan(&plan_complete,
-			"WITH d AS ("
-			"  DELETE FROM jobq.jobs_active a"
-			"   WHERE a.id OPERATOR(pg_catalog.=) $1"
-			"     AND a.attempt OPERATOR(pg_catalog.=) $2"
-			"     AND pg_catalog.texteq(a.state, 'running')"
-			"     AND (a.claimed_by IS NULL OR $4)"
-			"  RETURNING a.*),"
-			" f AS ("
-			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
-			"         attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,"
-			"         started_at, completed_at, last_heartbeat, lease_expires_at,"
-			"         worker, claimed_by, snoozes, error_type, last_error, result)"
-			"  SELECT d.id, d.queue, d.payload, 'completed', d.priority, d.run_at,"
-			"         d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,"
-			"         d.started_at, pg_catalog.clock_timestamp(), d.last_heartbeat, NULL,"
-			"         d.worker, d.claimed_by, d.snoozes, d.error_type, d.last_error, $3"
-			"    FROM d)"
-			" INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
-			"        finished_at, outcome, worker)"
-			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at,"
-			"        pg_catalog.clock_timestamp(), 'completed', d.worker"
-			"   FROM d"
-			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL"
-			"              FROM jobq.queues q"
-			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)",
-			4, argtypes);
+	if (busy != NULL)
+		JobqKeptPlan(&plan_complete_nowait, COMPLETE_SQL(SKIP_LOCKED_BY_ID), 4, argtypes);
+	else
+		JobqKeptPlan(&plan_complete, COMPLETE_SQL(""), 4, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
 	values[3] = BoolGetDatum(executor_lease);
@@ -115,11 +138,16 @@ ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease)
 		values[2] = JsonbPGetDatum(result);
 	else
 		nulls[2] = 'n';
-	ret = SPI_execute_plan(plan_complete, values, nulls, false, 0);
+	ret = SPI_execute_plan(busy != NULL ? plan_complete_nowait : plan_complete,
+						   values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)
+	{
+		if (busy != NULL)
+			*busy = ClaimLeaseRunning(id, attempt);
 		return false;
+	}
 
 	/*
 	 * A slot of a concurrency-limited SQL queue came free.  Idle executors
@@ -230,31 +258,42 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
  * trigger or a rule: the deleted row (a flat composite datum in SPI's
  * memory), or 0 when the lease is no longer current.
  */
+#define TAKE_COMPLETED_SQL(LOCK) \
+	"DELETE FROM jobq.jobs_active a" \
+	" WHERE a.id OPERATOR(pg_catalog.=) $1" \
+	"   AND a.attempt OPERATOR(pg_catalog.=) $2" \
+	"   AND pg_catalog.texteq(a.state, 'running')" \
+	"   AND (a.claimed_by IS NULL OR $3)" \
+	LOCK \
+	" RETURNING a"
+
 static Datum
-TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease)
+TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease, bool *busy)
 {
 	Oid			argtypes[3] = {INT8OID, INT4OID, BOOLOID};
 	Datum		values[3];
 	bool		isnull;
 	int			ret;
 
-	JobqKeptPlan(&plan_take_completed,
-				 "DELETE FROM jobq.jobs_active a"
-				 " WHERE a.id OPERATOR(pg_catalog.=) $1"
-				 "   AND a.attempt OPERATOR(pg_catalog.=) $2"
-				 "   AND pg_catalog.texteq(a.state, 'running')"
-				 "   AND (a.claimed_by IS NULL OR $3)"
-				 " RETURNING a",
-				 3, argtypes);
+	if (busy != NULL)
+		JobqKeptPlan(&plan_take_completed_nowait, TAKE_COMPLETED_SQL(SKIP_LOCKED_BY_ID),
+					 3, argtypes);
+	else
+		JobqKeptPlan(&plan_take_completed, TAKE_COMPLETED_SQL(""), 3, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
 	values[2] = BoolGetDatum(executor_lease);
-	ret = SPI_execute_plan(plan_take_completed, values, NULL, false, 0);
+	ret = SPI_execute_plan(busy != NULL ? plan_take_completed_nowait : plan_take_completed,
+						   values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "jobq: completing job %lld failed: %s", (long long) id,
 			 SPI_result_code_string(ret));
 	if (SPI_processed != 1)
+	{
+		if (busy != NULL)
+			*busy = ClaimLeaseRunning(id, attempt);
 		return (Datum) 0;
+	}
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }
 
@@ -275,13 +314,15 @@ TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease)
  * Through SPI, executor start-up and shutdown of that statement were a
  * quarter of an executor's time for a no-op job.  Semantics are READ
  * COMMITTED's, as the statement had them: a row locked by another
- * transaction (jobq.cancel holds it FOR UPDATE) is waited for; a row
- * deleted meanwhile is not ours any more (fenced); a row updated meanwhile
- * is looked up again and its new version judged by the same test.
+ * transaction (jobq.cancel holds it FOR UPDATE) is waited for, or with busy
+ * not NULL skipped (*busy set, as in ClaimComplete); a row deleted
+ * meanwhile is not ours any more (fenced); a row updated meanwhile is
+ * looked up again and its new version judged by the same test.
  */
 bool
 ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
-				   bool executor_lease, JobqCompletions *acc, MemoryContext cxt)
+				   bool executor_lease, JobqCompletions *acc, MemoryContext cxt,
+				   bool *busy)
 {
 	Relation	rel;
 	Relation	pkey;
@@ -297,7 +338,7 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 	{
 		/* a user's trigger must fire: the statement itself */
 		table_close(rel, NoLock);
-		row = TakeCompletedSQL(id, attempt, executor_lease);
+		row = TakeCompletedSQL(id, attempt, executor_lease, busy);
 		if (row == (Datum) 0)
 			return false;
 		oldcxt = MemoryContextSwitchTo(cxt);
@@ -351,7 +392,7 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 		tid = slot->tts_tid;
 
 		res = table_tuple_delete(rel, &tid, GetCurrentCommandId(true), snapshot,
-								 InvalidSnapshot, true, &tmfd, false);
+								 InvalidSnapshot, busy == NULL, &tmfd, false);
 		UnregisterSnapshot(snapshot);
 		switch (res)
 		{
@@ -365,6 +406,11 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 				continue;
 			case TM_Deleted:
 				/* cancelled or recovered meanwhile: not ours any more */
+				break;
+			case TM_BeingModified:
+				/* locked by another transaction, and busy says not to wait */
+				Assert(busy != NULL);
+				*busy = true;
 				break;
 			default:
 				elog(ERROR, "jobq: unexpected result %d deleting job %lld",
@@ -599,6 +645,36 @@ ClaimRecordCompleted(JobqCompletions *acc)
 PG_FUNCTION_INFO_V1(jobq_complete_lease);
 
 /*
+ * Is (id, attempt) still the job's running lease, as the latest commits
+ * have it?  Read without a lock: for an executor that skipped a row
+ * another transaction holds (ClaimComplete, ClaimFail with busy), to tell
+ * "maybe still mine, settle it later" from "no longer mine".
+ */
+bool
+ClaimLeaseRunning(int64 id, int32 attempt)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	int			ret;
+
+	JobqKeptPlan(&plan_lease_running,
+				 "SELECT EXISTS (SELECT FROM jobq.jobs_active a"
+				 "                WHERE a.id OPERATOR(pg_catalog.=) $1"
+				 "                  AND a.attempt OPERATOR(pg_catalog.=) $2"
+				 "                  AND pg_catalog.texteq(a.state, 'running'))",
+				 2, argtypes);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(attempt);
+	ret = SPI_execute_plan(plan_lease_running, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: reading job %lld failed: %s", (long long) id,
+			 SPI_result_code_string(ret));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  1, &isnull));
+}
+
+/*
  * jobq._complete(id, attempt, result): ClaimComplete for SQL callers
  * (jobq.complete of external workers).
  */
@@ -612,7 +688,7 @@ jobq_complete_lease(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
-						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true, NULL);
 	SPI_finish();
 	PG_RETURN_BOOL(done);
 }

@@ -313,6 +313,91 @@ EndJobTransaction(bool commit)
 static JobqCompletions *batch_completions = NULL;
 static MemoryContext completions_cxt = NULL;
 
+/*
+ * Outcomes not recorded because another transaction held the job's row
+ * (ClaimComplete, ClaimFail with busy; the holder is typically a user's
+ * jobq.cancel).  An executor never waits for such a lock inside a batch:
+ * it holds the rows of the whole batch, and the holder may be waiting for
+ * one of them, a deadlock that could cost the batch.  The job's
+ * subtransaction, with the handler's writes, is rolled back instead, and
+ * after the batch commits SettleContended records the outcome in a
+ * transaction holding nothing else, waiting as long as needed: the failure
+ * (fenced, so nothing if the holder cancelled the job), or for a job that
+ * had succeeded, a release to run again (its writes were rolled back).
+ */
+typedef struct ContendedJob
+{
+	int64		id;
+	int32		attempt;
+	bool		failed;
+	char	   *message;
+	const char *error_class;	/* a static string, or NULL */
+	char		sqlstate[6];
+	char	   *detail;
+} ContendedJob;
+
+static ContendedJob contended[MAX_BATCH];
+static int	ncontended = 0;
+static MemoryContext contended_cxt = NULL;
+static bool completion_busy = false;	/* set by CompleteJob */
+
+static void
+NoteContended(JobqClaimedJob *job, JobqSqlRun *failed_run)
+{
+	ContendedJob *c;
+
+	if (contended_cxt == NULL)
+		contended_cxt = AllocSetContextCreate(TopMemoryContext, "jobq contended jobs",
+											  ALLOCSET_SMALL_SIZES);
+	if (ncontended >= MAX_BATCH)
+		elog(ERROR, "jobq: too many contended jobs in one batch");
+	c = &contended[ncontended++];
+	memset(c, 0, sizeof(*c));
+	c->id = job->id;
+	c->attempt = job->attempt;
+	c->failed = (failed_run != NULL);
+	if (failed_run != NULL)
+	{
+		c->message = failed_run->message ?
+			MemoryContextStrdup(contended_cxt, failed_run->message) : NULL;
+		c->error_class = failed_run->error_class;
+		strlcpy(c->sqlstate, failed_run->sqlstate, sizeof(c->sqlstate));
+		c->detail = failed_run->detail ?
+			MemoryContextStrdup(contended_cxt, failed_run->detail) : NULL;
+	}
+}
+
+static void
+ForgetContended(void)
+{
+	ncontended = 0;
+	if (contended_cxt != NULL)
+		MemoryContextReset(contended_cxt);
+}
+
+/* Record the contended outcomes of the batch that just committed. */
+static void
+SettleContended(void)
+{
+	int			i;
+
+	if (ncontended == 0)
+		return;
+	BeginJobTransaction(false);
+	for (i = 0; i < ncontended; i++)
+	{
+		ContendedJob *c = &contended[i];
+
+		if (c->failed)
+			(void) ClaimFail(c->id, c->attempt, c->message, c->error_class,
+							 c->sqlstate, c->detail, NULL);
+		else
+			(void) ClaimRelease(c->id, c->attempt);
+	}
+	EndJobTransaction(true);
+	ForgetContended();
+}
+
 static bool
 CompleteJob(JobqSqlRun *run, void *arg)
 {
@@ -320,8 +405,9 @@ CompleteJob(JobqSqlRun *run, void *arg)
 
 	if (batch_completions != NULL)
 		return ClaimTakeCompleted(job->id, job->attempt, &job->tid, run->result,
-								  true, batch_completions, completions_cxt);
-	return ClaimComplete(job->id, job->attempt, run->result, true);
+								  true, batch_completions, completions_cxt,
+								  &completion_busy);
+	return ClaimComplete(job->id, job->attempt, run->result, true, &completion_busy);
 }
 
 /*
@@ -362,6 +448,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	run.timeout_ms = job->timeout_ms;
 	run.on_success = CompleteJob;
 	run.on_success_arg = job;
+	completion_busy = false;
 	if (OidIsValid(job->handler))
 		RunSqlHandler(&run);
 	else
@@ -380,13 +467,25 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 		if (chained)
 			RunSqlForgetBatchHandler(run.flinfo);
 	}
-	if (run.ok || run.fenced)
-		;						/* recorded, or not ours to record */
+	if (run.ok)
+		;						/* recorded */
+	else if (run.fenced)
+	{
+		/* not ours any more, or another transaction held the row */
+		if (completion_busy)
+			NoteContended(job, NULL);
+	}
 	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
 		(void) ClaimRelease(job->id, job->attempt);
 	else
+	{
+		bool		busy = false;
+
 		(void) ClaimFail(job->id, job->attempt, run.message, run.error_class,
-						 run.sqlstate, run.detail);
+						 run.sqlstate, run.detail, &busy);
+		if (busy)
+			NoteContended(job, &run);
+	}
 
 	avg_job_ms = avg_job_ms * 0.8 +
 		0.2 * ((double) (GetCurrentTimestamp() - started) / 1000.0);
@@ -595,12 +694,15 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 		edata = TryCommit();
 		if (edata != NULL)
 		{
+			ForgetContended();
 			BeginJobTransaction(false);
 			(void) ClaimFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
-							 unpack_sql_state(edata->sqlerrcode), edata->detail);
+							 unpack_sql_state(edata->sqlerrcode), edata->detail, NULL);
 			EndJobTransaction(true);
 			FreeErrorData(edata);
 		}
+		else
+			SettleContended();
 	}
 }
 
@@ -712,8 +814,11 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 		FreeErrorData(edata);
 		*nnext = 0;				/* the next claims rolled back too */
 		empty_claim_valid = false;
+		ForgetContended();		/* the jobs run again, alone */
 		RunJobsAlone(jobs, ran);
 	}
+	else
+		SettleContended();
 	return ran;
 }
 

@@ -227,7 +227,7 @@ jobq_complete(PG_FUNCTION_ARGS)
 	JobqReplanIfResized();
 	/* an external caller may end external leases only (see ClaimComplete) */
 	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
-						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), false);
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), false, NULL);
 	SPI_finish();
 	RestoreCaller(&sw);
 	PG_RETURN_BOOL(done);
