@@ -37,6 +37,6 @@ $(OBJS): $(HEADERS)
 test:
 	test/run
 demo:
-	./demo
+	test/demo
 bench:
 	bench/run

@@ -84,8 +84,8 @@ DefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.cleanup_interval",
-							"How often final jobs past their queue's retention are removed.",
-							NULL,
+							"How often final jobs past their queue's retention are to be removed.",
+							"Not used yet: nothing removes jobs in this version.",
 							&jobq_cleanup_interval_ms,
 							60000, 1000, 7 * 24 * 3600 * 1000,
 							PGC_SIGHUP,
@@ -93,8 +93,8 @@ DefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.alert_interval",
-							"How often alert rules are evaluated.",
-							NULL,
+							"How often alert rules are to be evaluated.",
+							"Not used yet: this version has no alerts.",
 							&jobq_alert_interval_ms,
 							30000, 1000, 24 * 3600 * 1000,
 							PGC_SIGHUP,
@@ -102,8 +102,8 @@ DefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("jobq.http_allowed_hosts",
-							   "Hosts HTTP jobs and webhooks may reach.",
-							   "Comma-separated host names or patterns with a leading *. ; '*' allows every host.",
+							   "Hosts HTTP jobs and webhooks are to be allowed to reach.",
+							   "Not used yet: this version does not execute HTTP jobs.  Comma-separated host names or patterns with a leading *. ; '*' allows every host.",
 							   &jobq_http_allowed_hosts,
 							   "*",
 							   PGC_SIGHUP,
