@@ -21,6 +21,7 @@
 #include "jobq.h"
 #include "claim.h"
 #include "upkeep.h"
+#include "run_sql.h"
 
 #include <math.h>
 
@@ -67,6 +68,7 @@ static SPIPlanPtr plan_claim_sql = NULL;
 static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_fail = NULL;
 static SPIPlanPtr plan_fail_nowait = NULL;
+static SPIPlanPtr plan_settle_ended = NULL;
 static SPIPlanPtr plan_release = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_recover_leases = NULL;
@@ -659,6 +661,62 @@ ClaimRelease(int64 id, int32 attempt)
  * caller looked at the slots, so they count as alive.  Then expired leases
  * of external workers.  Returns the number of jobs recovered.
  */
+/*
+ * Jobs whose handler would not stop, so that their executor ended itself
+ * (run_sql.c): recorded with their interrupt's class rather than
+ * worker_lost: timeout (a failed attempt, retried per its policy),
+ * cancelled (jobq.cancel has usually made the job final already: nothing
+ * left to do), or released (the shutdown grace: no attempt used).  A row
+ * another transaction holds is left for the next round.  Returns how many
+ * jobs changed.
+ */
+static int
+SettleEndedJobs(void)
+{
+	JobqEndedJob ended[JOBQ_MAX_ENDED_JOBS];
+	Oid			argtypes[5] = {INT8OID, INT4OID, BOOLOID, TEXTOID, TEXTOID};
+	int			n = JobqTakeEndedJobs(ended);
+	int			settled = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		JobqEndedJob *e = &ended[i];
+		Datum		values[5];
+		bool		isnull;
+		int			ret;
+
+		JobqKeptPlan(&plan_settle_ended,
+				"SELECT CASE WHEN NOT EXISTS (SELECT FROM jobq.jobs_active l"
+				"                              WHERE l.id OPERATOR(pg_catalog.=) $1"
+				"                                AND l.attempt OPERATOR(pg_catalog.=) $2"
+				"                                AND pg_catalog.texteq(l.state, 'running')"
+				"                              FOR UPDATE SKIP LOCKED) THEN NULL"
+				"            WHEN $3 THEN jobq._release($1, $2)::pg_catalog.text"
+				"            ELSE jobq._fail($1, $2, $4, $5, NULL, '57014') END",
+				5, argtypes);
+		values[0] = Int64GetDatum(e->job_id);
+		values[1] = Int32GetDatum(e->attempt);
+		values[2] = BoolGetDatum(e->reason == JOBQ_INTERRUPT_SHUTDOWN);
+		values[3] = CStringGetTextDatum(e->reason == JOBQ_INTERRUPT_CANCEL ?
+										"the handler did not stop when the job was cancelled: its executor was ended" :
+										e->reason == JOBQ_INTERRUPT_SHUTDOWN ?
+										"the handler did not stop at the end of the shutdown grace: its executor was ended" :
+										"the handler did not stop at its timeout: its executor was ended");
+		values[4] = CStringGetTextDatum(e->reason == JOBQ_INTERRUPT_CANCEL ? "cancelled" : "timeout");
+		ret = SPI_execute_plan(plan_settle_ended, values, NULL, false, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "jobq: settling job %lld failed: %s", (long long) e->job_id,
+				 SPI_result_code_string(ret));
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			settled++;
+		else if (ClaimLeaseRunning(e->job_id, e->attempt))
+			JobqPutBackEndedJob(e);		/* held by another transaction */
+	}
+	return settled;
+}
+
 int
 ClaimRecoverLost(void)
 {
@@ -701,6 +759,8 @@ ClaimRecoverLost(void)
 		elog(ERROR, "jobq: recovery failed: %s", SPI_result_code_string(ret));
 	recovered += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
+
+	recovered += SettleEndedJobs();
 
 	JobqKeptPlan(&plan_recover_leases,
 			"SELECT jobq._recover_lost(NULL)", 0, NULL);

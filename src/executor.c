@@ -143,6 +143,36 @@ ExecutorSigterm(SIGNAL_ARGS)
  * ERROR/FATAL outside a job, not caused by a stop request) counts as a
  * failure so the launcher backs off before starting the next executor here.
  */
+/*
+ * The handler of job slot->ended_job_id would not stop and this executor is
+ * ending (run_sql.c): keep the job for lost-job recovery, which records it
+ * with its interrupt's class.  Under jobq_shared->lock, in the same hold
+ * that frees the slot, so that recovery sees the executor either alive or
+ * noted here, never just gone.  The oldest entry makes room when full.
+ */
+static void
+NoteEndedJob(JobqWorkerSlot *slot)
+{
+	JobqEndedJob *e = NULL;
+	int			i;
+
+	for (i = 0; i < JOBQ_MAX_ENDED_JOBS && e == NULL; i++)
+		if (jobq_shared->ended[i].dboid == InvalidOid)
+			e = &jobq_shared->ended[i];
+	if (e == NULL)
+	{
+		memmove(&jobq_shared->ended[0], &jobq_shared->ended[1],
+				sizeof(JobqEndedJob) * (JOBQ_MAX_ENDED_JOBS - 1));
+		e = &jobq_shared->ended[JOBQ_MAX_ENDED_JOBS - 1];
+	}
+	e->dboid = slot->dboid;
+	e->token = slot->token;
+	e->job_id = slot->ended_job_id;
+	e->attempt = slot->ended_attempt;
+	e->reason = slot->ended_reason;
+	slot->ended_job_id = 0;
+}
+
 static void
 ExecutorDetach(int code, Datum arg)
 {
@@ -158,6 +188,8 @@ ExecutorDetach(int code, Datum arg)
 			if (db != NULL)
 				JobqNoteExecutorFailure(db);
 		}
+		if (slot->ended_job_id != 0)
+			NoteEndedJob(slot);
 		slot->kind = JOBQ_WORKER_UNUSED;
 		slot->pid = 0;
 		slot->latch = NULL;
@@ -438,6 +470,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 
 	memset(&run, 0, sizeof(run));
 	run.job_id = job->id;
+	run.attempt = job->attempt;
 	run.owner = job->owner;
 	run.handler = job->handler;
 	run.flinfo = (chained && job->flinfo != NULL) ?
@@ -1049,6 +1082,7 @@ jobq_executor_main(Datum main_arg)
 	}
 	my_slot->pid = MyProcPid;
 	my_slot->latch = &MyProc->procLatch;
+	my_slot->ended_job_id = 0;
 	my_slot->token = JobqNewToken();
 	dboid = my_slot->dboid;
 	LWLockRelease(jobq_shared->lock);

@@ -107,6 +107,16 @@ typedef struct JobqWorkerSlot
 	 * executor without a lock.
 	 */
 	pg_atomic_uint32 wake_queue_hash;
+
+	/*
+	 * Set (in signal context, by run_sql.c's tick) when a handler kept
+	 * running past jobq's interrupts and the executor ends itself: the job,
+	 * its attempt and why it was interrupted (a JobqInterrupt).  Copied
+	 * into jobq_shared->ended when the executor detaches.
+	 */
+	volatile int64 ended_job_id;
+	volatile int32 ended_attempt;
+	volatile int ended_reason;
 	Oid			last_error_owner;	/* InvalidOid while last_error changes */
 	char		last_error[128];
 } JobqWorkerSlot;
@@ -148,6 +158,23 @@ typedef struct JobqDatabase
  * The one shared struct.  lock protects slots[] bookkeeping fields (kind,
  * dboid, generation, pid, latch, token) and databases[].
  */
+/*
+ * A job whose executor ended itself because the handler would not stop
+ * (see JobqWorkerSlot.ended_job_id): lost-job recovery records it with the
+ * class of its interrupt instead of worker_lost.  Kept until recovered;
+ * lost on a server restart (the job is then recovered as worker_lost).
+ */
+typedef struct JobqEndedJob
+{
+	Oid			dboid;			/* InvalidOid: entry free */
+	int64		token;			/* of the executor that ended */
+	int64		job_id;
+	int32		attempt;
+	int			reason;			/* JobqInterrupt */
+} JobqEndedJob;
+
+#define JOBQ_MAX_ENDED_JOBS 64
+
 typedef struct JobqShared
 {
 	LWLock	   *lock;
@@ -171,6 +198,7 @@ typedef struct JobqShared
 	pg_atomic_uint64 queues_version;
 	int			nslots;
 	JobqDatabase databases[JOBQ_MAX_DATABASES];
+	JobqEndedJob ended[JOBQ_MAX_ENDED_JOBS];	/* under lock */
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } JobqShared;
 
@@ -191,6 +219,8 @@ extern void JobqRegisterXactCallback(void);
 extern JobqDatabase *JobqFindDatabase(Oid dboid, bool create);
 extern JobqWorkerSlot *JobqFindSlotRunningJob(Oid dboid, int64 job_id);
 extern int64 JobqNewToken(void);
+extern int	JobqTakeEndedJobs(JobqEndedJob *out);
+extern void JobqPutBackEndedJob(const JobqEndedJob *e);
 extern void JobqNoteExecutorFailure(JobqDatabase *db);
 
 /* ---- launcher.c / executor.c ---- */

@@ -24,6 +24,19 @@
  * id posted by jobq.cancel() is compared with the running job's id, so a
  * request that arrives late never interrupts the next job.
  *
+ * A limit a handler cannot escape: once interrupted (timeout, cancel or
+ * shutdown grace), a handler that catches the query cancel (PL/pgSQL
+ * EXCEPTION WHEN query_canceled) gets another at every tick; if it returns
+ * normally all the same, its job is not completed but failed with the
+ * interrupt's class (released, for the shutdown grace), its writes rolled
+ * back.  One that is still running JOBQ_ESCALATE_MS after the first
+ * interrupt ends its executor: the tick notes the job in the executor's
+ * slot and raises a process termination, which no handler can catch (a
+ * FATAL error).  The executor's transaction rolls back, with the other jobs
+ * of its batch, which run again; the noted job is recovered with its
+ * interrupt's class (lost-job recovery, claim.c), and the launcher starts a
+ * new executor.
+ *
  * Role switch: SetUserIdAndSecContext inside the subtransaction, so an error
  * restores the executor's identity by itself (AbortSubTransaction restores
  * the user id saved at subtransaction start); the role is checked at run time
@@ -74,6 +87,9 @@ static TimeoutId tick_timeout = MAX_TIMEOUTS;
 
 /* Read by the tick in signal context. */
 static volatile int64 running_job_id = 0;
+static volatile int32 running_attempt = 0;
+static volatile TimestampTz running_deadline = 0;	/* 0: no timeout */
+static volatile TimestampTz interrupted_at = 0;
 static volatile sig_atomic_t interrupt_reason = JOBQ_INTERRUPT_NONE;
 static volatile sig_atomic_t *shutdown_flag = NULL;
 static volatile TimestampTz *shutdown_at = NULL;
@@ -86,20 +102,42 @@ static void
 TickHandler(void)
 {
 	int64		job_id = running_job_id;
+	TimestampTz now;
 
-	if (job_id == 0 || interrupt_reason != JOBQ_INTERRUPT_NONE)
+	if (job_id == 0)
 		return;
+	now = GetCurrentTimestamp();
 
-	if (tick_slot != NULL &&
-		(int64) pg_atomic_read_u64(&tick_slot->cancel_job_id) == job_id)
-		interrupt_reason = JOBQ_INTERRUPT_CANCEL;
-	else if (shutdown_flag != NULL && *shutdown_flag &&
-			 GetCurrentTimestamp() >=
-			 TimestampTzPlusMilliseconds(*shutdown_at, jobq_shutdown_grace_ms))
-		interrupt_reason = JOBQ_INTERRUPT_SHUTDOWN;
-	else
+	if (interrupt_reason == JOBQ_INTERRUPT_NONE)
+	{
+		if (tick_slot != NULL &&
+			(int64) pg_atomic_read_u64(&tick_slot->cancel_job_id) == job_id)
+			interrupt_reason = JOBQ_INTERRUPT_CANCEL;
+		else if (shutdown_flag != NULL && *shutdown_flag &&
+				 now >= TimestampTzPlusMilliseconds(*shutdown_at, jobq_shutdown_grace_ms))
+			interrupt_reason = JOBQ_INTERRUPT_SHUTDOWN;
+		else if (running_deadline != 0 && now >= running_deadline)
+			interrupt_reason = JOBQ_INTERRUPT_TIMEOUT;
+		else
+			return;
+		interrupted_at = now;
+	}
+	else if (now >= TimestampTzPlusMilliseconds(interrupted_at, JOBQ_ESCALATE_MS))
+	{
+		/* it will not stop: end the process (see the file header) */
+		if (tick_slot != NULL && tick_slot->ended_job_id == 0)
+		{
+			tick_slot->ended_attempt = running_attempt;
+			tick_slot->ended_reason = interrupt_reason;
+			tick_slot->ended_job_id = job_id;
+		}
+		ProcDiePending = true;
+		InterruptPending = true;
+		SetLatch(MyLatch);
 		return;
+	}
 
+	/* again at every tick: a handler may catch one cancel, not all */
 	QueryCancelPending = true;
 	InterruptPending = true;
 	SetLatch(MyLatch);
@@ -359,8 +397,12 @@ RunSqlHandler(JobqSqlRun *run)
 									 GUC_ACTION_SAVE, true, 0, false);
 		}
 
-		running_job_id = run->job_id;
+		running_attempt = run->attempt;
+		running_deadline = run->timeout_ms > 0 ?
+			TimestampTzPlusMilliseconds(started, Min(run->timeout_ms, PG_INT32_MAX)) : 0;
+		interrupted_at = 0;
 		interrupt_reason = JOBQ_INTERRUPT_NONE;
+		running_job_id = run->job_id;
 		if (run->timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT,
 								 (int) Min(run->timeout_ms, PG_INT32_MAX));
@@ -376,9 +418,21 @@ RunSqlHandler(JobqSqlRun *run)
 		fcinfo->args[0].isnull = false;
 		value = FunctionCallInvoke(fcinfo);
 
+		/* interrupted (and not stopped by it), or at its limit: not a success */
+		if (interrupt_reason == JOBQ_INTERRUPT_NONE &&
+			get_timeout_indicator(STATEMENT_TIMEOUT, false))
+			interrupt_reason = JOBQ_INTERRUPT_TIMEOUT;
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		disable_timeout(tick_timeout, false);
 		running_job_id = 0;
+		if (interrupt_reason != JOBQ_INTERRUPT_NONE)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("the handler returned after jobq interrupted it (%s): its result is discarded",
+							interrupt_reason == JOBQ_INTERRUPT_CANCEL ? "cancelled" :
+							interrupt_reason == JOBQ_INTERRUPT_SHUTDOWN ? "shutdown grace over" :
+							"timeout"),
+					 errhint("A handler must not catch query_canceled: jobq uses it to stop a job at its timeout, cancel or shutdown.")));
 
 		run->result = ResultToJsonb(value, fcinfo->isnull, run->rettype);
 
@@ -446,6 +500,8 @@ RunSqlHandler(JobqSqlRun *run)
 			run->error_class = "cancelled";
 		else if (run->interrupt == JOBQ_INTERRUPT_SHUTDOWN)
 			run->error_class = NULL;	/* released, not failed */
+		else if (run->interrupt == JOBQ_INTERRUPT_TIMEOUT)
+			run->error_class = "timeout";
 		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
 				 run->timeout_ms > 0 &&
 				 TimestampDifferenceExceeds(started, GetCurrentTimestamp(),

@@ -21,8 +21,16 @@ typedef enum JobqInterrupt
 {
 	JOBQ_INTERRUPT_NONE = 0,
 	JOBQ_INTERRUPT_CANCEL,		/* jobq.cancel() of the running job */
-	JOBQ_INTERRUPT_SHUTDOWN		/* shutdown grace ran out */
+	JOBQ_INTERRUPT_SHUTDOWN,	/* shutdown grace ran out */
+	JOBQ_INTERRUPT_TIMEOUT		/* the attempt's timeout passed */
 } JobqInterrupt;
+
+/*
+ * A handler still running this long after jobq first interrupted it (it
+ * caught the query cancel, and each one after) ends its executor: see
+ * run_sql.c.
+ */
+#define JOBQ_ESCALATE_MS 1000
 
 /*
  * One call.  The executor fills the inputs; RunSqlHandler fills the outputs,
@@ -32,6 +40,7 @@ typedef struct JobqSqlRun
 {
 	/* inputs */
 	int64		job_id;
+	int32		attempt;
 	Oid			owner;
 	Oid			handler;
 	FmgrInfo   *flinfo;

@@ -472,7 +472,8 @@ JobqNewToken(void)
 Datum
 jobq_live_executor_tokens(PG_FUNCTION_ARGS)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * Max(jobq_shared ? jobq_shared->nslots : 0, 1));
+	Datum	   *elems = palloc(sizeof(Datum) *
+								(JOBQ_MAX_ENDED_JOBS + (jobq_shared ? jobq_shared->nslots : 0)));
 	int			n = 0;
 	int			i;
 
@@ -487,8 +488,53 @@ jobq_live_executor_tokens(PG_FUNCTION_ARGS)
 				slot->pid != 0)
 				elems[n++] = Int64GetDatum(slot->token);
 		}
+		/* an ended executor's noted job is settled apart (ClaimRecoverLost) */
+		for (i = 0; i < JOBQ_MAX_ENDED_JOBS; i++)
+			if (jobq_shared->ended[i].dboid == MyDatabaseId)
+				elems[n++] = Int64GetDatum(jobq_shared->ended[i].token);
 		LWLockRelease(jobq_shared->lock);
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, INT8OID, sizeof(int64),
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Take this database's noted ended jobs (JobqEndedJob) out of shared
+ * memory into out (room for JOBQ_MAX_ENDED_JOBS); returns how many.
+ */
+int
+JobqTakeEndedJobs(JobqEndedJob *out)
+{
+	int			n = 0;
+	int			i;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < JOBQ_MAX_ENDED_JOBS; i++)
+	{
+		if (jobq_shared->ended[i].dboid == MyDatabaseId)
+		{
+			out[n++] = jobq_shared->ended[i];
+			jobq_shared->ended[i].dboid = InvalidOid;
+		}
+	}
+	LWLockRelease(jobq_shared->lock);
+	return n;
+}
+
+/* Give back a noted ended job that could not be settled yet. */
+void
+JobqPutBackEndedJob(const JobqEndedJob *e)
+{
+	int			i;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < JOBQ_MAX_ENDED_JOBS; i++)
+	{
+		if (jobq_shared->ended[i].dboid == InvalidOid)
+		{
+			jobq_shared->ended[i] = *e;
+			break;
+		}
+	}
+	LWLockRelease(jobq_shared->lock);
 }
