@@ -58,7 +58,9 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "libpq/be-fsstubs.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
@@ -70,6 +72,7 @@
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -94,6 +97,9 @@ static volatile sig_atomic_t interrupt_reason = JOBQ_INTERRUPT_NONE;
 static volatile sig_atomic_t *shutdown_flag = NULL;
 static volatile TimestampTz *shutdown_at = NULL;
 static JobqWorkerSlot *tick_slot = NULL;
+
+/* The owner of the previous job this executor ran (see ForgetSessionState). */
+static Oid	previous_owner = InvalidOid;
 
 /*
  * Signal context: decide whether the running handler must stop.
@@ -314,6 +320,34 @@ ResultToJsonb(Datum value, bool isnull, Oid rettype)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
 }
 
+/*
+ * Nothing a job opens may outlive it: the executor is one session, and the
+ * next job, perhaps of another owner, runs in the same transaction (a
+ * batch).  At the end of a job that succeeded (a failed one's
+ * subtransaction abort closes them already): every cursor (portal) of the
+ * session, and the large-object descriptors opened in the job's
+ * subtransaction, are closed.  Before a job of another owner than the
+ * previous one: the session's sequence state (currval, lastval) is
+ * forgotten.  What the restricted operation refuses (temporary objects,
+ * PREPARE, WITH HOLD cursors, LISTEN, SET ROLE) and what run_sql.c undoes
+ * (settings, session advisory locks) need nothing here.
+ */
+static void
+CloseJobsOpenObjects(void)
+{
+	PortalHashTableDeleteAll();
+	AtEOSubXact_LargeObject(false, GetCurrentSubTransactionId(),
+							InvalidSubTransactionId);
+}
+
+static void
+ForgetSessionState(Oid owner)
+{
+	if (owner != previous_owner)
+		ResetSequenceCaches();
+	previous_owner = owner;
+}
+
 void
 RunSqlHandler(JobqSqlRun *run)
 {
@@ -341,6 +375,7 @@ RunSqlHandler(JobqSqlRun *run)
 		return;
 	}
 
+	ForgetSessionState(run->owner);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 
@@ -435,6 +470,7 @@ RunSqlHandler(JobqSqlRun *run)
 					 errhint("A handler must not catch query_canceled: jobq uses it to stop a job at its timeout, cancel or shutdown.")));
 
 		run->result = ResultToJsonb(value, fcinfo->isnull, run->rettype);
+		CloseJobsOpenObjects();
 
 		/*
 		 * false: undo every setting the handler changed, plain SET included
