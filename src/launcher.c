@@ -363,6 +363,7 @@ BalanceExecutors(TimestampTz now)
 	for (i = 0; i < jobq_shared->nslots; i++)
 	{
 		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+		bool		known = false;
 
 		if (slot->kind == JOBQ_WORKER_UNUSED)
 			continue;
@@ -370,7 +371,18 @@ BalanceExecutors(TimestampTz now)
 			probes++;
 		for (d = 0; d < JOBQ_MAX_DATABASES; d++)
 			if (jobq_shared->databases[d].dboid == slot->dboid)
+			{
 				counts[d]++;
+				known = true;
+			}
+
+		/*
+		 * Its database left the registry (no longer in jobq.database, or
+		 * dropped): stop it.  It stops as at shutdown: its running job gets
+		 * the grace, then is released without using an attempt.
+		 */
+		if (!known && slot->pid != 0)
+			kill(slot->pid, SIGTERM);
 	}
 	LWLockRelease(jobq_shared->lock);
 
