@@ -8,8 +8,12 @@ HEADERS     = $(wildcard src/*.h)
 
 # The install script is assembled from sql/install/NN_*.sql in name order.
 INSTALL_PIECES = $(sort $(wildcard sql/install/*.sql))
-DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(wildcard updates/$(EXTENSION)--*--*.sql)
+# Earlier versions' scripts (sql/versions): a frozen install script, and
+# update scripts built from a .sql.in whose functions come from the install
+# pieces (expand-functions.awk).
+UPDATES     = $(patsubst %.sql.in,%.sql,$(wildcard sql/versions/$(EXTENSION)--*--*.sql.in))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPDATES)
+DATA        = $(filter-out $(UPDATES),$(wildcard sql/versions/$(EXTENSION)--*.sql))
 
 # Every sql/*.sql is a pg_regress input; test/run drives them (needs a
 # preloaded server, so `make installcheck` is not used directly).
@@ -30,6 +34,9 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PIECES) jobq.control Makefile
 	@printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit' > $@
 	cat $(INSTALL_PIECES) >> $@
+
+sql/versions/%.sql: sql/versions/%.sql.in sql/versions/expand-functions.awk $(EXTENSION)--$(EXTVERSION).sql
+	awk -f sql/versions/expand-functions.awk $(EXTENSION)--$(EXTVERSION).sql $< > $@.tmp && mv $@.tmp $@
 
 $(OBJS): $(HEADERS)
 

@@ -69,6 +69,7 @@ static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_fail = NULL;
 static SPIPlanPtr plan_fail_nowait = NULL;
 static SPIPlanPtr plan_settle_ended = NULL;
+static SPIPlanPtr plan_release_token = NULL;
 static SPIPlanPtr plan_release = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_recover_leases = NULL;
@@ -662,6 +663,36 @@ ClaimRelease(int64 id, int32 attempt)
  * of external workers.  Returns the number of jobs recovered.
  */
 /*
+ * The other jobs an ended executor held (its batch, rolled back when it
+ * ended): given back without using an attempt, as at a shutdown; they were
+ * not at fault.  One another transaction holds is left to the recovery of
+ * lost jobs.
+ */
+static int
+ReleaseJobsOfToken(int64 token)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	int			ret;
+
+	JobqKeptPlan(&plan_release_token,
+			"SELECT pg_catalog.count(NULLIF(jobq._release(l.id, l.attempt), false))::pg_catalog.int4"
+			"  FROM (SELECT a.id, a.attempt FROM jobq.jobs_active a"
+			"         WHERE a.claimed_by OPERATOR(pg_catalog.=) $1"
+			"           AND a.state OPERATOR(pg_catalog.=) 'running'"
+			"           FOR UPDATE SKIP LOCKED) l",
+			1, argtypes);
+	values[0] = Int64GetDatum(token);
+	ret = SPI_execute_plan(plan_release_token, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: releasing an ended executor's jobs failed: %s",
+			 SPI_result_code_string(ret));
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}
+
+/*
  * Jobs whose handler would not stop, so that their executor ended itself
  * (run_sql.c): recorded with their interrupt's class rather than
  * worker_lost: timeout (a failed attempt, retried per its policy),
@@ -709,10 +740,14 @@ SettleEndedJobs(void)
 			elog(ERROR, "jobq: settling job %lld failed: %s", (long long) e->job_id,
 				 SPI_result_code_string(ret));
 		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull && ClaimLeaseRunning(e->job_id, e->attempt))
+		{
+			JobqPutBackEndedJob(e);		/* held by another transaction */
+			continue;
+		}
 		if (!isnull)
 			settled++;
-		else if (ClaimLeaseRunning(e->job_id, e->attempt))
-			JobqPutBackEndedJob(e);		/* held by another transaction */
+		settled += ReleaseJobsOfToken(e->token);
 	}
 	return settled;
 }

@@ -393,6 +393,8 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 			}
 			/* visible: a job we take, or one we skip that is not gone */
 			ClaimFloorSawLive(&fs, &key);
+			/* the visible version: the entry's TID is its HOT chain's root */
+			tid = slot->tts_tid;
 
 			slot_getallattrs(slot);
 			if (slot->tts_isnull[cols.state] ||

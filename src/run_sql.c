@@ -33,9 +33,9 @@
  * interrupt ends its executor: the tick notes the job in the executor's
  * slot and raises a process termination, which no handler can catch (a
  * FATAL error).  The executor's transaction rolls back, with the other jobs
- * of its batch, which run again; the noted job is recovered with its
- * interrupt's class (lost-job recovery, claim.c), and the launcher starts a
- * new executor.
+ * of its batch; lost-job recovery (claim.c) records the noted job with its
+ * interrupt's class and releases the others without using an attempt, and
+ * the launcher starts a new executor.
  *
  * Role switch: SetUserIdAndSecContext inside the subtransaction, so an error
  * restores the executor's identity by itself (AbortSubTransaction restores

@@ -57,7 +57,10 @@ JobqAttnum(TupleDesc desc, const char *attname, bool missing_ok)
 			return att->attnum;
 	}
 	if (!missing_ok)
-		elog(ERROR, "jobq: a jobq table lacks column \"%s\"", attname);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("jobq: a jobq table lacks column \"%s\"", attname),
+				 errhint("The jobq library is newer than the extension's objects in this database: run ALTER EXTENSION jobq UPDATE.")));
 	return InvalidAttrNumber;
 }
 

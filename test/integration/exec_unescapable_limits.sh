@@ -19,7 +19,7 @@ INSERT INTO public.ctl VALUES (true);
 -- loops catching every query cancel, for as long as ctl.stubborn holds
 CREATE FUNCTION public.stubborn(p jsonb) RETURNS text LANGUAGE plpgsql AS \$\$
 BEGIN
-    WHILE (SELECT stubborn FROM public.ctl) LOOP
+    WHILE NOT p ? 'quick' AND (SELECT stubborn FROM public.ctl) LOOP
         BEGIN
             PERFORM pg_sleep(0.05);
         EXCEPTION WHEN query_canceled THEN
@@ -59,6 +59,18 @@ assert_eq "$(q "SELECT error_class || ': ' || error FROM jobq.job_attempts WHERE
 wait_for "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid" 0 60 || it_fail "the executor did not end"
 it_ok "a handler ignoring its timeout is stopped; the job fails as timeout, never completed"
 
+# 2b. the other jobs of the ended executor's batch are released, not failed:
+#     quick jobs first (the executor then claims many jobs at once), then a
+#     quick job and a stubborn one in one claim
+q "SELECT count(jobq.submit('long', '{\"quick\": true}')) FROM generate_series(1, 40)" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'long' AND state <> 'completed'" 0 60 || it_fail "warm-up"
+read -r mate stub < <(q "SELECT jobq.submit('stubborn', '{\"quick\": true}'), jobq.submit('stubborn')" | tr '|' ' ')
+wait_for "SELECT state || ' ' || coalesce(error_type, '-') FROM jobq.jobs WHERE id = $stub" "failed timeout" 60 \
+    || it_fail "the stubborn job was not stopped"
+wait_for "SELECT state FROM jobq.jobs WHERE id = $mate" completed 60 || it_fail "its batch mate did not run again"
+assert_eq "$(q "SELECT string_agg(outcome, ',' ORDER BY attempt) FROM jobq.job_attempts WHERE job_id = $mate")" \
+    "released,completed" "its batch mate was released (no attempt used), then completed"
+
 # 3. jobq.cancel of a handler that ignores cancels
 wait_for "SELECT count(*) FROM jobq.workers WHERE kind = 'executor' AND state = 'idle'" 1 60 || it_fail "executor not restarted"
 id=$(q "SELECT jobq.submit('long')")
@@ -93,5 +105,5 @@ cluster_start "$IT_DIR"
 q "UPDATE public.ctl SET stubborn = false" >/dev/null
 wait_for "SELECT state || ' ' || result::text FROM jobq.jobs WHERE id = $id" 'completed "done"' 60 \
     || it_fail "the job interrupted by the shutdown did not run again"
-assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE state = 'completed' AND queue IN ('stubborn', 'swallow')")" 0 \
+assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE state = 'completed' AND queue IN ('stubborn', 'swallow') AND NOT payload ? 'quick'")" 0 \
     "no interrupted job ever completed"

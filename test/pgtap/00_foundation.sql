@@ -4,7 +4,7 @@ SELECT plan(13);
 
 SELECT has_schema('jobq');
 SELECT has_extension('jobq');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'jobq'), '0.1.0', 'version 0.1.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'jobq'), '0.2.0', 'version 0.2.0');
 SELECT is(current_setting('jobq.database'), '', 'jobq.database defaults to every database');
 SELECT is(current_setting('jobq.workers'), '2', 'jobq.workers default');
 SELECT is(current_setting('jobq.shutdown_grace'), '10s', 'jobq.shutdown_grace default');
