@@ -8,9 +8,11 @@ HEADERS     = $(wildcard src/*.h)
 
 # The install script is assembled from sql/install/NN_*.sql in name order.
 INSTALL_PIECES = $(sort $(wildcard sql/install/*.sql))
-# Earlier versions' scripts (sql/versions): a frozen install script, and
-# update scripts built from a .sql.in whose functions come from the install
-# pieces (expand-functions.awk).
+# Earlier versions' scripts (sql/versions): the install script of a release
+# as shipped, frozen (a copy of history, never edited: test/integration/
+# upgrade.sh creates that version and updates it), and update scripts built
+# from a .sql.in whose functions come from the install pieces
+# (expand-functions.awk), so that no live function has a second copy.
 UPDATES     = $(patsubst %.sql.in,%.sql,$(wildcard sql/versions/$(EXTENSION)--*--*.sql.in))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPDATES)
 DATA        = $(filter-out $(UPDATES),$(wildcard sql/versions/$(EXTENSION)--*.sql))

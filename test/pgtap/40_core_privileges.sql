@@ -20,19 +20,7 @@ GRANT EXECUTE ON FUNCTION public.tp_handler(jsonb) TO tp_alice;
 SELECT jobq.create_queue('tp_sql', 'public.tp_handler(jsonb)');
 SELECT jobq.create_queue('tp_ext');
 
--- Run q as role r: returns the first column of the result as text, or
--- 'ERROR <sqlstate>'.  The role is reset on both paths (the exception block
--- rolls SET LOCAL ROLE back).
-CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE res text;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN res;
-EXCEPTION WHEN OTHERS THEN
-    RETURN 'ERROR ' || SQLSTATE;
-END $$;
+\ir lib/as_role.sql
 -- the whole error a role gets: SQLSTATE, message, detail and hint
 CREATE FUNCTION pg_temp.error_text(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE m text; d text; h text;
@@ -86,12 +74,12 @@ SELECT is(pg_temp.as_role('tp_alice', $$SELECT count(*) FROM jobq.jobs_active$$)
 SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42704',
           'alice cannot cancel bob''s job: to her it does not exist');
 SELECT is(replace(pg_temp.error_text('tp_alice', format('SELECT jobq.cancel(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))),
-                  (SELECT id FROM v WHERE k = 'bob_ext')::text, 'N'),
-          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.cancel(987654321)'), '987654321', 'N'),
+                  'job ' || (SELECT id FROM v WHERE k = 'bob_ext') || ' ', 'job N '),
+          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.cancel(987654321)'), 'job 987654321 ', 'job N '),
           'cancel answers another role''s job and an unknown id alike (ids cannot be probed)');
 SELECT is(replace(pg_temp.error_text('tp_alice', format('SELECT jobq.retry_now(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))),
-                  (SELECT id FROM v WHERE k = 'bob_ext')::text, 'N'),
-          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.retry_now(987654321)'), '987654321', 'N'),
+                  'job ' || (SELECT id FROM v WHERE k = 'bob_ext') || ' ', 'job N '),
+          replace(pg_temp.error_text('tp_alice', 'SELECT jobq.retry_now(987654321)'), 'job 987654321 ', 'job N '),
           'retry_now answers another role''s job and an unknown id alike');
 SELECT is((SELECT state FROM jobq.jobs WHERE id = (SELECT id FROM v WHERE k = 'bob_ext')), 'pending', 'bob''s job untouched');
 SELECT is(pg_temp.as_role('tp_alice', format('SELECT jobq.retry_now(%s)', (SELECT id FROM v WHERE k = 'bob_ext'))), 'ERROR 42704',

@@ -12,17 +12,7 @@ GRANT USAGE ON SCHEMA jobq TO ts_alice, ts_bob;
 SELECT jobq.create_queue('ts_ext');
 SELECT jobq.create_queue('ts_shared', unique_scope => 'queue');
 
--- q as role r: the first column as text, or 'ERROR <sqlstate>'
-CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE res text;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN res;
-EXCEPTION WHEN OTHERS THEN
-    RETURN 'ERROR ' || SQLSTATE;
-END $$;
+\ir lib/as_role.sql
 -- q's SQLSTATE, or 'ok'
 CREATE FUNCTION pg_temp.state_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
