@@ -7,7 +7,7 @@ CREATE FUNCTION jobq._no_dead_letter(id bigint) RETURNS void
 AS $fn$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-        MESSAGE = format('dead letter %s does not exist', id),
+        MESSAGE = format('dead letter %s does not exist', coalesce(id::text, 'NULL')),
         DETAIL = 'The id of a dead letter is jobq.dead_letter.id, not the id of its job.',
         HINT = 'SELECT id FROM jobq.dead_letter WHERE job_id = ... finds it.';
 END
