@@ -809,6 +809,9 @@ ClaimRecoverLost(void)
 		if (!isnull)
 			recovered += DatumGetInt32(d);
 	}
+	if (recovered > 0)
+		ereport(LOG,
+				(errmsg("jobq recovered %d job(s) whose worker was lost", recovered)));
 	return recovered;
 }
 

@@ -21,6 +21,7 @@
 #include "claim.h"
 #include "upkeep.h"
 #include "run_sql.h"
+#include "settle.h"
 
 #include <signal.h>
 
@@ -143,36 +144,6 @@ ExecutorSigterm(SIGNAL_ARGS)
  * ERROR/FATAL outside a job, not caused by a stop request) counts as a
  * failure so the launcher backs off before starting the next executor here.
  */
-/*
- * The handler of job slot->ended_job_id would not stop and this executor is
- * ending (run_sql.c): keep the job for lost-job recovery, which records it
- * with its interrupt's class.  Under jobq_shared->lock, in the same hold
- * that frees the slot, so that recovery sees the executor either alive or
- * noted here, never just gone.  The oldest entry makes room when full.
- */
-static void
-NoteEndedJob(JobqWorkerSlot *slot)
-{
-	JobqEndedJob *e = NULL;
-	int			i;
-
-	for (i = 0; i < JOBQ_MAX_ENDED_JOBS && e == NULL; i++)
-		if (jobq_shared->ended[i].dboid == InvalidOid)
-			e = &jobq_shared->ended[i];
-	if (e == NULL)
-	{
-		memmove(&jobq_shared->ended[0], &jobq_shared->ended[1],
-				sizeof(JobqEndedJob) * (JOBQ_MAX_ENDED_JOBS - 1));
-		e = &jobq_shared->ended[JOBQ_MAX_ENDED_JOBS - 1];
-	}
-	e->dboid = slot->dboid;
-	e->token = slot->token;
-	e->job_id = slot->ended_job_id;
-	e->attempt = slot->ended_attempt;
-	e->reason = slot->ended_reason;
-	slot->ended_job_id = 0;
-}
-
 static void
 ExecutorDetach(int code, Datum arg)
 {
@@ -189,7 +160,7 @@ ExecutorDetach(int code, Datum arg)
 				JobqNoteExecutorFailure(db);
 		}
 		if (slot->ended_job_id != 0)
-			NoteEndedJob(slot);
+			JobqNoteEndedJob(slot);
 		slot->kind = JOBQ_WORKER_UNUSED;
 		slot->pid = 0;
 		slot->latch = NULL;
@@ -231,36 +202,12 @@ ExtensionInstalled(void)
 	return installed;
 }
 
-/*
- * The extension is not (or no longer) here.  Mark the database absent unless
- * a CREATE EXTENSION committed since we looked (activations moved on).
- */
+/* The extension is not (or no longer) here: leave (JobqMarkDatabaseAbsent). */
 static void
 LeaveDatabase(uint32 activations_seen)
 {
-	JobqDatabase *db;
-
-	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
-	db = JobqFindDatabase(MyDatabaseId, false);
-	if (db != NULL && db->activations == activations_seen &&
-		db->state != JOBQ_DB_BLOCKED)
-		db->state = JOBQ_DB_ABSENT;
-	LWLockRelease(jobq_shared->lock);
+	JobqMarkDatabaseAbsent(MyDatabaseId, activations_seen);
 	ExitCleanly();
-}
-
-static uint32
-CurrentActivations(void)
-{
-	JobqDatabase *db;
-	uint32		activations = 0;
-
-	LWLockAcquire(jobq_shared->lock, LW_SHARED);
-	db = JobqFindDatabase(MyDatabaseId, false);
-	if (db != NULL)
-		activations = db->activations;
-	LWLockRelease(jobq_shared->lock);
-	return activations;
 }
 
 /*
@@ -276,18 +223,6 @@ BatchSize(void)
 	if (avg_job_ms < 20.0)
 		return 4;
 	return 1;
-}
-
-/* Recover jobs whose executor is gone (ClaimRecoverLost). */
-static void
-RecoverLostJobs(void)
-{
-	int			recovered;
-
-	recovered = ClaimRecoverLost();
-	if (recovered > 0)
-		ereport(LOG,
-				(errmsg("jobq recovered %d job(s) whose worker was lost", recovered)));
 }
 
 /* jobq's pg_extension OID here and the activation count, both at start. */
@@ -345,89 +280,17 @@ EndJobTransaction(bool commit)
 static JobqCompletions *batch_completions = NULL;
 static MemoryContext completions_cxt = NULL;
 
-/*
- * Outcomes not recorded because another transaction held the job's row
- * (ClaimComplete, ClaimFail with busy; the holder is typically a user's
- * jobq.cancel).  An executor never waits for such a lock inside a batch:
- * it holds the rows of the whole batch, and the holder may be waiting for
- * one of them, a deadlock that could cost the batch.  The job's
- * subtransaction, with the handler's writes, is rolled back instead, and
- * after the batch commits SettleContended records the outcome in a
- * transaction holding nothing else, waiting as long as needed: the failure
- * (fenced, so nothing if the holder cancelled the job), or for a job that
- * had succeeded, a release to run again (its writes were rolled back).
- */
-typedef struct ContendedJob
-{
-	int64		id;
-	int32		attempt;
-	bool		failed;
-	char	   *message;
-	const char *error_class;	/* a static string, or NULL */
-	char		sqlstate[6];
-	char	   *detail;
-} ContendedJob;
-
-static ContendedJob contended[MAX_BATCH];
-static int	ncontended = 0;
-static MemoryContext contended_cxt = NULL;
 static bool completion_busy = false;	/* set by CompleteJob */
 
+/* Record the outcomes settle.c kept, now that the batch has committed. */
 static void
-NoteContended(JobqClaimedJob *job, JobqSqlRun *failed_run)
+SettleNow(void)
 {
-	ContendedJob *c;
-
-	if (contended_cxt == NULL)
-		contended_cxt = AllocSetContextCreate(TopMemoryContext, "jobq contended jobs",
-											  ALLOCSET_SMALL_SIZES);
-	if (ncontended >= MAX_BATCH)
-		elog(ERROR, "jobq: too many contended jobs in one batch");
-	c = &contended[ncontended++];
-	memset(c, 0, sizeof(*c));
-	c->id = job->id;
-	c->attempt = job->attempt;
-	c->failed = (failed_run != NULL);
-	if (failed_run != NULL)
-	{
-		c->message = failed_run->message ?
-			MemoryContextStrdup(contended_cxt, failed_run->message) : NULL;
-		c->error_class = failed_run->error_class;
-		strlcpy(c->sqlstate, failed_run->sqlstate, sizeof(c->sqlstate));
-		c->detail = failed_run->detail ?
-			MemoryContextStrdup(contended_cxt, failed_run->detail) : NULL;
-	}
-}
-
-static void
-ForgetContended(void)
-{
-	ncontended = 0;
-	if (contended_cxt != NULL)
-		MemoryContextReset(contended_cxt);
-}
-
-/* Record the contended outcomes of the batch that just committed. */
-static void
-SettleContended(void)
-{
-	int			i;
-
-	if (ncontended == 0)
+	if (!SettlePending())
 		return;
 	BeginJobTransaction(false);
-	for (i = 0; i < ncontended; i++)
-	{
-		ContendedJob *c = &contended[i];
-
-		if (c->failed)
-			(void) ClaimFail(c->id, c->attempt, c->message, c->error_class,
-							 c->sqlstate, c->detail, NULL);
-		else
-			(void) ClaimRelease(c->id, c->attempt);
-	}
+	SettleInTransaction();
 	EndJobTransaction(true);
-	ForgetContended();
 }
 
 static bool
@@ -506,7 +369,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	{
 		/* not ours any more, or another transaction held the row */
 		if (completion_busy)
-			NoteContended(job, NULL);
+			SettleLater(job->id, job->attempt, NULL);
 	}
 	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
 		(void) ClaimRelease(job->id, job->attempt);
@@ -517,7 +380,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 		(void) ClaimFail(job->id, job->attempt, run.message, run.error_class,
 						 run.sqlstate, run.detail, &busy);
 		if (busy)
-			NoteContended(job, &run);
+			SettleLater(job->id, job->attempt, &run);
 	}
 
 	avg_job_ms = avg_job_ms * 0.8 +
@@ -636,7 +499,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	if (TimestampDifferenceExceeds(recovered_at, GetCurrentTimestamp(),
 								   RECOVERY_INTERVAL_MS))
 	{
-		RecoverLostJobs();
+		(void) ClaimRecoverLost();
 		recovered_at = GetCurrentTimestamp();
 	}
 
@@ -727,7 +590,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 		edata = TryCommit();
 		if (edata != NULL)
 		{
-			ForgetContended();
+			SettleForget();
 			BeginJobTransaction(false);
 			(void) ClaimFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
 							 unpack_sql_state(edata->sqlerrcode), edata->detail, NULL);
@@ -735,7 +598,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 			FreeErrorData(edata);
 		}
 		else
-			SettleContended();
+			SettleNow();
 	}
 }
 
@@ -847,11 +710,11 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 		FreeErrorData(edata);
 		*nnext = 0;				/* the next claims rolled back too */
 		empty_claim_valid = false;
-		ForgetContended();		/* the jobs run again, alone */
+		SettleForget();		/* the jobs run again, alone */
 		RunJobsAlone(jobs, ran);
 	}
 	else
-		SettleContended();
+		SettleNow();
 	return ran;
 }
 
@@ -1092,7 +955,7 @@ jobq_executor_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("jobq executor");
 
-	activations = CurrentActivations();
+	activations = JobqDatabaseActivations(MyDatabaseId);
 	if (!ExtensionInstalled())
 		LeaveDatabase(activations);
 	SetCurrentStatementStartTimestamp();
@@ -1126,6 +989,6 @@ jobq_executor_main(Datum main_arg)
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_SESSION);
 
-	activations = CurrentActivations();
+	activations = JobqDatabaseActivations(MyDatabaseId);
 	ExecutorLoop(activations);
 }

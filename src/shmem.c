@@ -538,3 +538,65 @@ JobqPutBackEndedJob(const JobqEndedJob *e)
 	}
 	LWLockRelease(jobq_shared->lock);
 }
+
+/*
+ * The handler of job slot->ended_job_id would not stop and its executor is
+ * ending (run_sql.c): keep the job for lost-job recovery, which records it
+ * with its interrupt's class.  Under jobq_shared->lock, in the same hold
+ * that frees the slot, so that recovery sees the executor either alive or
+ * noted here, never just gone.  The oldest entry makes room when full.
+ */
+void
+JobqNoteEndedJob(JobqWorkerSlot *slot)
+{
+	JobqEndedJob *e = NULL;
+	int			i;
+
+	for (i = 0; i < JOBQ_MAX_ENDED_JOBS && e == NULL; i++)
+		if (jobq_shared->ended[i].dboid == InvalidOid)
+			e = &jobq_shared->ended[i];
+	if (e == NULL)
+	{
+		memmove(&jobq_shared->ended[0], &jobq_shared->ended[1],
+				sizeof(JobqEndedJob) * (JOBQ_MAX_ENDED_JOBS - 1));
+		e = &jobq_shared->ended[JOBQ_MAX_ENDED_JOBS - 1];
+	}
+	e->dboid = slot->dboid;
+	e->token = slot->token;
+	e->job_id = slot->ended_job_id;
+	e->attempt = slot->ended_attempt;
+	e->reason = slot->ended_reason;
+	slot->ended_job_id = 0;
+}
+
+/*
+ * The extension is not (or no longer) in database dboid: mark it absent,
+ * unless a CREATE EXTENSION committed since activations_seen was read.
+ */
+void
+JobqMarkDatabaseAbsent(Oid dboid, uint32 activations_seen)
+{
+	JobqDatabase *db;
+
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	db = JobqFindDatabase(dboid, false);
+	if (db != NULL && db->activations == activations_seen &&
+		db->state != JOBQ_DB_BLOCKED)
+		db->state = JOBQ_DB_ABSENT;
+	LWLockRelease(jobq_shared->lock);
+}
+
+/* How many CREATE EXTENSION commits database dboid has seen (0: unknown). */
+uint32
+JobqDatabaseActivations(Oid dboid)
+{
+	JobqDatabase *db;
+	uint32		activations = 0;
+
+	LWLockAcquire(jobq_shared->lock, LW_SHARED);
+	db = JobqFindDatabase(dboid, false);
+	if (db != NULL)
+		activations = db->activations;
+	LWLockRelease(jobq_shared->lock);
+	return activations;
+}
