@@ -36,6 +36,7 @@
 #include "bulk_insert.h"
 #include "claim.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -379,6 +380,28 @@ ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_unique_key,
 	}
 }
 
+/*
+ * Refuse a payload larger than jobq.max_payload_size (its uncompressed
+ * size as stored).  element: its position in submit_batch's array (1-based),
+ * or 0.
+ */
+static void
+CheckPayloadSize(Datum payload, int element)
+{
+	Size		size = toast_raw_datum_size(payload);
+	Size		limit = (Size) jobq_max_payload_size_kb * 1024;
+
+	if (size > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 element > 0 ?
+				 errmsg("payload %d of the batch is too large", element) :
+				 errmsg("payload is too large"),
+				 errdetail("The payload takes %zu bytes; jobq.max_payload_size is %zu bytes.",
+						   size, limit),
+				 errhint("Store large data in a table and pass its key in the payload, or raise jobq.max_payload_size.")));
+}
+
 static char *
 QueueArg(FunctionCallInfo fcinfo, int argno)
 {
@@ -629,6 +652,7 @@ SubmitOne(const char *queue, Datum payload,
 				 errhint("Pass queue => the name of a queue of kind http, such as http.")));
 	if (!http_payload && strcmp(info.kind, "http") == 0)
 		payload = CheckHttpPayload(payload);
+	CheckPayloadSize(payload, 0);
 	opt->handler = info.handler_text;
 	opt->unique_per_owner = info.unique_per_owner;
 
@@ -824,6 +848,21 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 				 errdetail("One key cannot name several jobs."),
 				 errhint("Use jobq.submit for jobs with a unique key.")));
 	ReadSubmitOptions(fcinfo, 2, true, &opt);
+	/* each element within the limit: only worth looking when the whole is not */
+	if (toast_raw_datum_size(PG_GETARG_DATUM(1)) > (Size) jobq_max_payload_size_kb * 1024)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&payloads->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			n = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			CheckPayloadSize(JsonbPGetDatum(JsonbValueToJsonb(&v)), ++n);
+		}
+	}
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 

@@ -32,6 +32,7 @@ int			jobq_cleanup_interval_ms = 60000;
 int			jobq_alert_interval_ms = 30000;
 char	   *jobq_http_allowed_hosts = NULL;
 bool		jobq_allow_superuser_jobs = false;
+int			jobq_max_payload_size_kb = 20 * 1024;
 
 void		_PG_init(void);
 
@@ -126,6 +127,15 @@ DefineSettings(void)
 							10000, 0, 1000000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.max_payload_size",
+							"Largest job payload submit accepts.",
+							"A larger payload is refused at submit (SQLSTATE 54000), for submit, submit_batch (each element) and submit_http alike.  The size is that of the payload as stored, uncompressed.",
+							&jobq_max_payload_size_kb,
+							20 * 1024, 1, 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("jobq");
