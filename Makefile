@@ -13,6 +13,9 @@ INSTALL_PIECES = $(sort $(wildcard sql/install/*.sql))
 # upgrade.sh creates that version and updates it), and update scripts built
 # from a .sql.in whose functions come from the install pieces
 # (expand-functions.awk), so that no live function has a second copy.
+# When the version moves on, an update script must stop following the
+# install pieces: commit its built form as the .sql and delete its .sql.in
+# (otherwise it would get the next version's function bodies).
 UPDATES     = $(patsubst %.sql.in,%.sql,$(wildcard sql/versions/$(EXTENSION)--*--*.sql.in))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPDATES)
 DATA        = $(filter-out $(UPDATES),$(wildcard sql/versions/$(EXTENSION)--*.sql))

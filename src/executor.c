@@ -152,7 +152,8 @@ ExecutorDetach(int code, Datum arg)
 	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
 	if (slot->pid == MyProcPid)
 	{
-		if (!clean_exit && !shutdown_requested)
+		/* ending itself over a handler that would not stop is no crash */
+		if (!clean_exit && !shutdown_requested && slot->ended_job_id == 0)
 		{
 			JobqDatabase *db = JobqFindDatabase(slot->dboid, false);
 
