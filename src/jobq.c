@@ -33,6 +33,7 @@ int			jobq_alert_interval_ms = 30000;
 char	   *jobq_http_allowed_hosts = NULL;
 bool		jobq_allow_superuser_jobs = false;
 int			jobq_max_payload_size_kb = 20 * 1024;
+bool		jobq_direct_access = true;
 
 void		_PG_init(void);
 
@@ -137,6 +138,15 @@ DefineSettings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("jobq.direct_access",
+							 "Whether jobq writes its tables through the table access method.",
+							 "A developer setting.  On (the default), submits, claims and completions write jobq's tables directly; off, every change to a job row goes through SQL statements, which must give the same rows (the differential test compares the two).",
+							 &jobq_direct_access,
+							 true,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("jobq");
 }

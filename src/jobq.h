@@ -38,6 +38,7 @@ extern int	jobq_cleanup_interval_ms;	/* jobq.cleanup_interval */
 extern int	jobq_alert_interval_ms; /* jobq.alert_interval */
 extern char *jobq_http_allowed_hosts;	/* jobq.http_allowed_hosts */
 extern bool jobq_allow_superuser_jobs;	/* jobq.allow_superuser_jobs */
+extern bool jobq_direct_access;	/* jobq.direct_access */
 extern int	jobq_max_payload_size_kb;	/* jobq.max_payload_size */
 
 /* ---- shared memory (shmem.c) ---- */

@@ -84,7 +84,7 @@ JobqTextEquals(Datum d, const char *s)
 bool
 JobqRunsUserCode(Relation rel)
 {
-	if (rel->trigdesc == NULL && rel->rd_rules == NULL)
+	if (jobq_direct_access && rel->trigdesc == NULL && rel->rd_rules == NULL)
 		return false;
 	if (RelationGetRelid(rel) == JobqRelid("jobs_active"))
 		ClaimFloorForgetDatabase();
