@@ -13,9 +13,8 @@
  *
  * What the executor's INSERT would do and this does not, and why that is
  * safe here:
- *	- triggers and rules: a table that has any is refused (JobqBulkBegin
- *	  returns NULL) and the caller goes through SQL, so a trigger a user put
- *	  on jobq.jobs_final still fires;
+ *	- triggers and rules: jobq's tables have none (a user's are refused,
+ *	  see JobqDirectAccess);
  *	- the partition constraint and CHECK constraints: jobq's tables have no
  *	  CHECK constraints (see sql/install/20_tables.sql) and the callers write
  *	  the partition key themselves; NOT NULL is checked here;
@@ -67,7 +66,7 @@ JobqBulkBegin(const char *relname)
 	Relation	rel = table_open(JobqRelid(relname), RowExclusiveLock);
 	JobqBulkInsert *bulk;
 
-	if (JobqRunsUserCode(rel))
+	if (!JobqDirectAccess(rel))
 	{
 		table_close(rel, NoLock);
 		return NULL;

@@ -18,8 +18,7 @@ typedef struct JobqBulkInsert JobqBulkInsert;
 
 /*
  * Open jobq.<relname> for bulk insertion in the current transaction.  NULL
- * when the table has something only the executor's INSERT honours (a
- * trigger, a rule): the caller then inserts through SQL.
+ * when jobq.direct_access is off: the caller then inserts through SQL.
  */
 extern JobqBulkInsert *JobqBulkBegin(const char *relname);
 

@@ -376,8 +376,8 @@ JobsIdSequence(void)
 
 /*
  * One job without a unique_key through the table AM (bulk_insert.c): its
- * id, or -1, having written nothing, when jobs_active has a trigger or a
- * rule (the caller inserts through SQL, so that they fire).  Through SQL
+ * id, or -1, having written nothing, when jobq.direct_access is off (the
+ * caller inserts through SQL).  Through SQL
  * the INSERT's executor start-up and the partition constraint check (a
  * re-planned expression per statement) were a fifth of a submit.
  */
@@ -632,7 +632,7 @@ jobq_submit_http(PG_FUNCTION_ARGS)
 /*
  * submit_batch's insert through the table AM (bulk_insert.c), writing the
  * columns the INSERT of the SQL path writes, with the same values: false,
- * having written nothing, when jobs_active has a trigger.  The ids go to
+ * having written nothing, when jobq.direct_access is off.  The ids go to
  * rsinfo's tuplestore in array order.
  */
 static bool

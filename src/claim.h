@@ -124,7 +124,6 @@ extern void ClaimFloorSawGone(JobqClaimFloorScan *fs, const JobqClaimKey *key);
 extern void ClaimFloorEnd(const char *queue, JobqClaimFloorScan *fs);
 extern void ClaimFloorNoteWritten(const char *queue, int32 priority,
 								  TimestampTz run_at, int64 id);
-extern void ClaimFloorForgetDatabase(void);
 
 extern void ClaimRefreshQueues(void);
 extern int	ClaimQueueCount(void);
@@ -136,7 +135,7 @@ extern int	ClaimExecute(const char *queue, bool limited, int max_jobs,
 extern int	ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);
 extern bool ClaimQueueBecameLimited(void);
 /*
- * -1: jobs_active has a trigger or rule, claim through SQL; -2: the queue
+ * -1: jobq.direct_access is off, claim through SQL; -2: the queue
  * has a concurrency or rate limit now (claim through jobq._claim).
  */
 extern int	ClaimHeap(const char *queue, int max_jobs, Interval *lease,

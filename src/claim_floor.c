@@ -36,12 +36,10 @@
  * earliest run_at of the jobs passed, and the first claim whose time
  * reaches that run_at lowers the floor back to that key, as a note would.
  *
- * A user's trigger or rule on jobs_active may change what is written, or
- * write jobs itself: then jobq's writes there (submit, retry, release,
- * claim, completion) forget every floor of the database instead of noting.
- * (Known limits: a trigger on another table inserting into jobs_active
- * directly notes nothing; a floor brought back to a job passed while not
- * due rewinds to the lowest such job, which may be far back.)
+ * Nothing but jobq writes jobs_active (user triggers and rules are refused:
+ * ddl_guard.c), so the key noted is the key written.  (Known limit: a floor
+ * brought back to a job passed while not due rewinds to the lowest such
+ * job, which may be far back.)
  * A writer of pending entries that forgot to note would make its job wait,
  * not vanish: every 10 s the raising scan starts from the front again (or,
  * when that scan is long because an old snapshot keeps many gone entries,
@@ -421,57 +419,16 @@ ClaimFloorNote(const char *queue, int32 priority, TimestampTz run_at, int64 id)
 }
 
 /*
- * Every floor of this database back to the front of its queue, and raises
- * under way made to stop at once.  For writes whose keys (or queue) a
- * user's trigger or rule on jobs_active may have changed.
- */
-void
-ClaimFloorForgetDatabase(void)
-{
-	int			i;
-
-	if (floors == NULL || !OidIsValid(MyDatabaseId))
-		return;
-	SpinLockAcquire(&floors->mutex);
-	for (i = 0; i < CLAIM_FLOORS; i++)
-	{
-		ClaimFloorEntry *e = &floors->entries[i];
-
-		if (e->dboid != MyDatabaseId)
-			continue;
-		e->has_floor = false;
-		e->has_passed = false;
-		if (e->raise_ticket != 0)
-		{
-			/* below every key: the raise sets the floor at the front */
-			e->noted_low.priority = PG_INT32_MAX;
-			e->noted_low.run_at = PG_INT64_MIN;
-			e->noted_low.id = PG_INT64_MIN;
-			e->noted_in_raise = true;
-		}
-	}
-	SpinLockRelease(&floors->mutex);
-}
-
-/*
  * A job with this key was written to jobs_active as pending (after the
- * write).  When jobs_active has a user's trigger or rule, the row written
- * may not be the one asked for: JobqRunsUserCode forgets every floor of
- * the database instead.
+ * write), by any path: claims through the table AM start at the floor
+ * whoever wrote the job.
  */
 void
 ClaimFloorNoteWritten(const char *queue, int32 priority, TimestampTz run_at, int64 id)
 {
-	Relation	rel;
-	bool		user_code;
-
 	if (floors == NULL)
 		return;
-	rel = table_open(JobqRelid("jobs_active"), AccessShareLock);
-	user_code = JobqRunsUserCode(rel);
-	table_close(rel, AccessShareLock);
-	if (!user_code)
-		ClaimFloorNote(queue, priority, run_at, id);
+	ClaimFloorNote(queue, priority, run_at, id);
 }
 
 PG_FUNCTION_INFO_V1(jobq_claim_floor_note);

@@ -25,8 +25,8 @@
  * waiting and updated: a row another transaction holds (a concurrent claim,
  * jobq.cancel's FOR UPDATE) or changed since our snapshot is skipped, as
  * SKIP LOCKED skips it.  READ COMMITTED semantics, a fresh snapshot per
- * claim, as the statement had.  A jobs_active with a trigger or a rule
- * (a user's) is claimed through the statement instead, so that they fire.
+ * claim, as the statement had.  With jobq.direct_access off the caller
+ * runs the statement instead (JobqDirectAccess).
  *
  * IDENTIFICATION
  *	  src/claim_heap.c
@@ -308,9 +308,9 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	}
 
 	rel = table_open(JobqRelid("jobs_active"), RowExclusiveLock);
-	if (JobqRunsUserCode(rel))
+	if (!JobqDirectAccess(rel))
 	{
-		/* a user's trigger must fire: the caller claims through SQL */
+		/* jobq.direct_access is off: the caller claims through SQL */
 		table_close(rel, NoLock);
 		UnregisterSnapshot(snapshot);
 		return -1;

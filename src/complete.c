@@ -5,9 +5,8 @@
  *	  with its attempt row, only while (id, attempt) is still its running
  *	  lease.  For executors (a batch's jobs: the delete inside each job's
  *	  subtransaction, the rows written once per batch) and external workers
- *	  (jobq.complete), mostly with the table access method directly; the SQL
- *	  statements remain for jobq._complete and for tables with a user's
- *	  trigger or rule.
+ *	  (jobq.complete), with the table access method directly, or with
+ *	  the equivalent SQL statements when jobq.direct_access is off.
  *
  * IDENTIFICATION
  *	  src/complete.c
@@ -254,8 +253,8 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
 }
 
 /*
- * ClaimTakeCompleted's delete as a statement, for a jobs_active with a
- * trigger or a rule: the deleted row (a flat composite datum in SPI's
+ * ClaimTakeCompleted's delete as a statement (jobq.direct_access off):
+ * the deleted row (a flat composite datum in SPI's
  * memory), or 0 when the lease is no longer current.
  */
 #define TAKE_COMPLETED_SQL(LOCK) \
@@ -334,9 +333,9 @@ ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 
 	Assert(acc->n < JOBQ_MAX_BATCH);
 	rel = OpenJobsActive(RowExclusiveLock);
-	if (JobqRunsUserCode(rel))
+	if (!JobqDirectAccess(rel))
 	{
-		/* a user's trigger must fire: the statement itself */
+		/* jobq.direct_access is off: the statement itself */
 		table_close(rel, NoLock);
 		row = TakeCompletedSQL(id, attempt, executor_lease, busy);
 		if (row == (Datum) 0)
@@ -444,7 +443,7 @@ taken:
 
 /*
  * ClaimRecordCompleted through the table AM (bulk_insert.c): false, having
- * written nothing, when jobs_final or job_attempts has a trigger.
+ * written nothing, when jobq.direct_access is off.
  */
 static bool
 RecordCompletedDirect(JobqCompletions *acc)
@@ -569,8 +568,8 @@ RecordCompletedDirect(JobqCompletions *acc)
 /*
  * The second half, once per batch in the outer transaction: the final rows
  * and the attempt rows of every job taken.  The columns written are those
- * of ClaimComplete.  Directly through the table AM, or, when a user put a
- * trigger on one of the tables, in one statement.
+ * of ClaimComplete.  Directly through the table AM, or, when
+ * jobq.direct_access is off, in one statement.
  */
 void
 ClaimRecordCompleted(JobqCompletions *acc)

@@ -3,7 +3,8 @@
  * ddl_guard.c
  *	  Keeps jobq's executors out of the way of commands that need a database
  *	  with nobody connected: DROP DATABASE, ALTER DATABASE ... RENAME and
- *	  CREATE DATABASE ... TEMPLATE; and of DROP EXTENSION jobq.
+ *	  CREATE DATABASE ... TEMPLATE; and of DROP EXTENSION jobq.  Refuses
+ *	  user triggers and rules on jobq's tables.
  *
  * Executors stay connected to their database, so without this hook those
  * commands would wait five seconds and fail with "database is being accessed
@@ -14,6 +15,14 @@
  * abort), not when the statement does: a dropped database then drops out of
  * the registry at the launcher's next scan, anything else is probed again.
  *
+ * jobq's tables are written by jobq alone, mostly through the table access
+ * method (the job store's fast paths), where no trigger or rule would fire.
+ * Rather than keep a second, SQL-only way of writing every row for tables
+ * that have one, CREATE TRIGGER and CREATE RULE on any relation of schema
+ * jobq are refused (the extension's own script excepted); the job store
+ * checks again when it opens a table (JobStoreTableUsable), for one made
+ * while jobq was not loaded.
+ *
  * IDENTIFICATION
  *	  src/ddl_guard.c
  *
@@ -23,13 +32,16 @@
 
 #include <signal.h>
 
+#include "catalog/namespace.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "tcop/utility.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -89,6 +101,43 @@ DatabaseNeedingExclusiveUse(Node *parsetree)
 	return InvalidOid;
 }
 
+/*
+ * CREATE TRIGGER and CREATE RULE on a relation of schema jobq, outside
+ * the extension's own scripts, are refused (see the file header).
+ */
+static void
+RefuseUserCodeOnJobqTables(Node *parsetree)
+{
+	RangeVar   *rv;
+	const char *what;
+	Oid			relid;
+
+	if (IsA(parsetree, CreateTrigStmt))
+	{
+		rv = ((CreateTrigStmt *) parsetree)->relation;
+		what = "trigger";
+	}
+	else if (IsA(parsetree, RuleStmt))
+	{
+		rv = ((RuleStmt *) parsetree)->relation;
+		what = "rule";
+	}
+	else
+		return;
+	if (creating_extension || rv == NULL)
+		return;
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid) ||
+		get_rel_namespace(relid) != get_namespace_oid(JOBQ_SCHEMA_NAME, true))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("jobq's tables do not take a user's %s: \"%s\" is jobq.%s",
+					what, rv->relname, get_rel_name(relid)),
+			 errdetail("jobq writes its tables itself, mostly below SQL (the table access method), where a trigger or rule would not fire."),
+			 errhint("To act when jobs finish, read jobq.jobs or jobq.job_attempts, or do the work in the job's handler.")));
+}
+
 static bool
 ExecutorsRemain(Oid dboid)
 {
@@ -144,6 +193,7 @@ JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Oid			dboid = InvalidOid;
 
+	RefuseUserCodeOnJobqTables(pstmt->utilityStmt);
 	if (jobq_shared != NULL)
 		dboid = DatabaseNeedingExclusiveUse(pstmt->utilityStmt);
 

@@ -249,7 +249,7 @@ typedef struct JobqQueueRow
 extern Oid	JobqRelid(const char *relname);
 extern AttrNumber JobqAttnum(TupleDesc desc, const char *attname, bool missing_ok);
 struct RelationData;
-extern bool JobqRunsUserCode(struct RelationData *rel);
+extern bool JobqDirectAccess(struct RelationData *rel);
 extern bool JobqTextEquals(Datum d, const char *s);
 extern bool JobqReadQueue(const char *queue, struct SnapshotData *snapshot,
 						  JobqQueueRow *row);

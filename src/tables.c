@@ -75,20 +75,26 @@ JobqTextEquals(Datum d, const char *s)
 }
 
 /*
- * Does a user's trigger or rule sit on rel, one of jobq's tables?  Then the
- * direct-access paths write through SQL instead, so that it fires.  On
- * jobs_active such code may also change what is written, or write jobs
- * itself, which the claim floors cannot follow: they are forgotten here,
- * once for every path that meets it (claim_floor.c).
+ * May rel, one of jobq's tables, be written through the table access method
+ * (the job store's fast paths)?  Yes unless jobq.direct_access is off, in
+ * which case the caller runs the SQL statement that does the same.  The
+ * two give the same rows because nothing else acts on a write to these
+ * tables: user triggers and rules are refused when created (ddl_guard.c);
+ * one made while jobq was not loaded is an error here, not a reason to
+ * take another path.
  */
 bool
-JobqRunsUserCode(Relation rel)
+JobqDirectAccess(Relation rel)
 {
-	if (jobq_direct_access && rel->trigdesc == NULL && rel->rd_rules == NULL)
-		return false;
-	if (RelationGetRelid(rel) == JobqRelid("jobs_active"))
-		ClaimFloorForgetDatabase();
-	return true;
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("jobq.%s has a trigger or rule, which jobq does not support",
+						RelationGetRelationName(rel)),
+				 errdetail("jobq writes its tables below SQL, where a trigger or rule would not fire; such triggers and rules are refused when created while jobq is loaded."),
+				 errhint("Drop the trigger or rule (\\d jobq.%s lists them).",
+						 RelationGetRelationName(rel))));
+	return jobq_direct_access;
 }
 
 /*
