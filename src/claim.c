@@ -409,8 +409,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 					  GetCurrentTimestamp(), rows, cxt, busy);
 		if (n >= 0)
 		{
-			/* each claimed job leaves a dead claim-index entry: see upkeep.c */
-			JobqNoteClaimed(n, !token_null);
+			JobEventsClaimed(queue, n, !token_null);
 			return n;
 		}
 		if (n == -2)
@@ -470,7 +469,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
 	n = ClaimRowsFromSPI(rows, cxt);
-	JobqNoteClaimed(n, !token_null);
+	JobEventsClaimed(queue, n, !token_null);
 	return n;
 }
 

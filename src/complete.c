@@ -40,8 +40,6 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
-static SPIPlanPtr plan_complete = NULL;
-static SPIPlanPtr plan_complete_nowait = NULL;
 static SPIPlanPtr plan_take_completed = NULL;
 static SPIPlanPtr plan_take_completed_nowait = NULL;
 static SPIPlanPtr plan_lease_running = NULL;
@@ -49,119 +47,42 @@ static SPIPlanPtr plan_record_completed = NULL;
 static Oid	jobs_active_array_type = InvalidOid;
 
 /*
- * The completion as a statement; LOCK adds a condition (SKIP_LOCKED_BY_ID:
- * skip the row rather than wait when another transaction holds it).
+ * A condition for the fenced statements below: skip the row rather than
+ * wait when another transaction holds it.
  */
-#define COMPLETE_SQL(LOCK) \
-			"WITH d AS (" \
-			"  DELETE FROM jobq.jobs_active a" \
-			"   WHERE a.id OPERATOR(pg_catalog.=) $1" \
-			"     AND a.attempt OPERATOR(pg_catalog.=) $2" \
-			"     AND pg_catalog.texteq(a.state, 'running')" \
-			"     AND (a.claimed_by IS NULL OR $4)" \
-			LOCK \
-			"  RETURNING a.*)," \
-			" f AS (" \
-			"  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at," \
-			"         attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at," \
-			"         started_at, completed_at, last_heartbeat, lease_expires_at," \
-			"         worker, claimed_by, snoozes, error_type, last_error, result)" \
-			"  SELECT d.id, d.queue, d.payload, 'completed', d.priority, d.run_at," \
-			"         d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at," \
-			"         d.started_at, pg_catalog.clock_timestamp(), d.last_heartbeat, NULL," \
-			"         d.worker, d.claimed_by, d.snoozes, d.error_type, d.last_error, $3" \
-			"    FROM d)" \
-			" INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at," \
-			"        finished_at, outcome, worker)" \
-			" SELECT d.id, d.attempt, d.queue, d.owner, d.started_at," \
-			"        pg_catalog.clock_timestamp(), 'completed', d.worker" \
-			"   FROM d" \
-			" RETURNING (SELECT q.kind OPERATOR(pg_catalog.=) 'sql' AND q.concurrency IS NOT NULL" \
-			"              FROM jobq.queues q" \
-			"             WHERE q.name OPERATOR(pg_catalog.=) job_attempts.queue)"
-
 #define SKIP_LOCKED_BY_ID \
 	" AND a.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT l.id FROM jobq.jobs_active l" \
 	"   WHERE l.id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED))"
 
 /*
- * Fenced completion: the job of lease (id, attempt) becomes completed with
- * result, and its attempt row is written.  False, changing
+ * Fenced completion in one step: the job of lease (id, attempt) becomes
+ * completed with result, and its attempt row is written.  False, changing
  * nothing, when that lease is no longer the job's current running lease.
  * executor_lease false (jobq.complete, external workers): also false for a
  * lease an executor holds, whose handler's writes would otherwise be thrown
  * away by its own fenced completion.
- * This is the only implementation: jobq._complete (used by jobq.complete)
- * calls it too.
  *
  * busy not NULL (an executor's own completion): never wait for another
  * transaction's lock on the row; instead return false with *busy set when
  * the lease may still be running (see ClaimLeaseRunning).  An executor that
  * waited there, holding the rows of its whole batch, could deadlock with a
  * user's statement cancelling several jobs, and lose the batch.
+ *
+ * No executor needs waking for the slot this frees in a concurrency-limited
+ * queue: external workers hold jobs of external queues only (jobq.claim
+ * refuses the others), and an executor claims the next job itself.
  */
 bool
 ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
 			  bool *busy)
 {
-	Oid			argtypes[4] = {INT8OID, INT4OID, JSONBOID, BOOLOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	int			ret;
+	JobqCompletions acc;
 
-	/*
-	 * An external worker's completion (jobq.complete): the executor's own
-	 * direct-access steps.  Its job is of an external queue (jobq.claim
-	 * refuses the others), so no executor waits for the slot it frees.
-	 */
-	if (!executor_lease)
-	{
-		JobqCompletions acc;
-
-		acc.n = 0;
-		if (!ClaimTakeCompleted(id, attempt, NULL, result, false, &acc,
-								CurrentMemoryContext, busy))
-			return false;
-		ClaimRecordCompleted(&acc);
-		return true;
-	}
-
-	if (busy != NULL)
-		JobqKeptPlan(&plan_complete_nowait, COMPLETE_SQL(SKIP_LOCKED_BY_ID), 4, argtypes);
-	else
-		JobqKeptPlan(&plan_complete, COMPLETE_SQL(""), 4, argtypes);
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(attempt);
-	values[3] = BoolGetDatum(executor_lease);
-	if (result != NULL)
-		values[2] = JsonbPGetDatum(result);
-	else
-		nulls[2] = 'n';
-	ret = SPI_execute_plan(busy != NULL ? plan_complete_nowait : plan_complete,
-						   values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "jobq: complete failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-	{
-		if (busy != NULL)
-			*busy = ClaimLeaseRunning(id, attempt);
+	acc.n = 0;
+	if (!ClaimTakeCompleted(id, attempt, NULL, result, executor_lease, &acc,
+							CurrentMemoryContext, busy))
 		return false;
-	}
-
-	/*
-	 * A slot of a concurrency-limited SQL queue came free.  Idle executors
-	 * do not watch full queues (ClaimNextDue skips them: the executor that
-	 * finishes a job claims the next itself), so when the finisher is not
-	 * that executor (jobq._complete from another session), wake one at
-	 * commit.  External workers cannot hold SQL jobs (jobq.claim refuses).
-	 */
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull && DatumGetBool(d))
-			JobqWakeAtCommit();
-	}
+	ClaimRecordCompleted(&acc);
 	return true;
 }
 
@@ -567,9 +488,10 @@ RecordCompletedDirect(JobqCompletions *acc)
 
 /*
  * The second half, once per batch in the outer transaction: the final rows
- * and the attempt rows of every job taken.  The columns written are those
- * of ClaimComplete.  Directly through the table AM, or, when
- * jobq.direct_access is off, in one statement.
+ * and the attempt rows of every job taken, and their events.  Directly
+ * through the table AM, or, when jobq.direct_access is off, through the SQL
+ * functions every other outcome uses (jobq._final_row and
+ * jobq._attempt_finished, which report the events themselves).
  */
 void
 ClaimRecordCompleted(JobqCompletions *acc)
@@ -584,6 +506,9 @@ ClaimRecordCompleted(JobqCompletions *acc)
 		return;
 	if (RecordCompletedDirect(acc))
 	{
+		/* the queue: only per-database counts are kept so far */
+		JobEventsAttemptsFinished(NULL, JOBQ_EVENT_ATTEMPT_COMPLETED, acc->n);
+		JobEventsFinal(NULL, JOBQ_EVENT_FINAL_COMPLETED, acc->n);
 		acc->n = 0;
 		return;
 	}
@@ -603,26 +528,9 @@ ClaimRecordCompleted(JobqCompletions *acc)
 	argtypes[1] = JSONBARRAYOID;
 	argtypes[2] = TIMESTAMPTZARRAYOID;
 	JobqKeptPlan(&plan_record_completed,
-				 "WITH r AS ("
-				 "  SELECT j.*, x.res, x.fin"
-				 "    FROM pg_catalog.unnest($1) WITH ORDINALITY AS j"
-				 "    JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-				 "         WITH ORDINALITY AS x(res, fin, n)"
-				 "      ON x.n OPERATOR(pg_catalog.=) j.ordinality),"
-				 " f AS ("
-				 "  INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,"
-				 "         attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,"
-				 "         started_at, completed_at, last_heartbeat, lease_expires_at,"
-				 "         worker, claimed_by, snoozes, error_type, last_error, result)"
-				 "  SELECT r.id, r.queue, r.payload, 'completed', r.priority, r.run_at,"
-				 "         r.attempt, r.max_attempts, r.unique_key, r.unique_owner, r.timeout, r.owner, r.handler, r.created_at,"
-				 "         r.started_at, r.fin, r.last_heartbeat, NULL,"
-				 "         r.worker, r.claimed_by, r.snoozes, r.error_type, r.last_error, r.res"
-				 "    FROM r)"
-				 " INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,"
-				 "        finished_at, outcome, worker)"
-				 " SELECT r.id, r.attempt, r.queue, r.owner, r.started_at, r.fin, 'completed', r.worker"
-				 "   FROM r",
+				 "SELECT jobq._final_row(($1)[i], 'completed', ($3)[i], ($2)[i], NULL, NULL),"
+				 "       jobq._attempt_finished(($1)[i], 'completed', ($3)[i])"
+				 "  FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS i",
 				 3, argtypes);
 
 	dims[0] = acc->n;
@@ -635,13 +543,11 @@ ClaimRecordCompleted(JobqCompletions *acc)
 	values[2] = PointerGetDatum(construct_array(acc->finished, acc->n, TIMESTAMPTZOID,
 												8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	ret = SPI_execute_plan(plan_record_completed, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT || SPI_processed != (uint64) acc->n)
+	if (ret != SPI_OK_SELECT || SPI_processed != (uint64) acc->n)
 		elog(ERROR, "jobq: recording %d completions failed: %s", acc->n,
 			 SPI_result_code_string(ret));
 	acc->n = 0;
 }
-
-PG_FUNCTION_INFO_V1(jobq_complete_lease);
 
 /*
  * Is (id, attempt) still the job's running lease, as the latest commits
@@ -673,9 +579,13 @@ ClaimLeaseRunning(int64 id, int32 attempt)
 									  1, &isnull));
 }
 
+PG_FUNCTION_INFO_V1(jobq_complete_lease);
+
 /*
- * jobq._complete(id, attempt, result): ClaimComplete for SQL callers
- * (jobq.complete of external workers).
+ * The C symbol of jobq._complete(id, attempt, result) in jobq 0.1.0, which
+ * 0.2.0 drops.  The library keeps every symbol a released install script
+ * names, so that CREATE EXTENSION jobq VERSION '0.1.0' followed by an
+ * update works: it is ClaimComplete for an executor's lease, as it was.
  */
 Datum
 jobq_complete_lease(PG_FUNCTION_ARGS)
@@ -691,4 +601,3 @@ jobq_complete_lease(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_BOOL(done);
 }
-

@@ -173,6 +173,7 @@ _PG_init(void)
 	DefineSettings();
 	JobqShmemInstallHooks();
 	JobqRegisterXactCallback();
+	JobEventsRegisterCallbacks();
 	JobqInstallUtilityHook();
 	JobqRegisterLauncher();
 }

@@ -21,6 +21,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "job_events.h"
+
 #define JOBQ_EXTENSION_NAME "jobq"
 #define JOBQ_SCHEMA_NAME "jobq"
 
@@ -154,6 +156,9 @@ typedef struct JobqDatabase
 	TimestampTz vacuum_next_at; /* no executor vacuum before this */
 	int			vacuum_backoff_ms;	/* current minimum interval between them */
 	uint32		vacuum_backlog_jobs;	/* jobs_active's reltuples after the last */
+
+	/* committed job events of the database, by JobqEvent (job_events.c) */
+	pg_atomic_uint64 events[JOBQ_EVENT_COUNT];
 } JobqDatabase;
 
 /*

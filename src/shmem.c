@@ -137,6 +137,8 @@ JobqFindDatabase(Oid dboid, bool create)
 		free_entry->dboid = dboid;
 		free_entry->state = JOBQ_DB_UNKNOWN;
 		pg_atomic_init_u32(&free_entry->claimed_since_vacuum, 0);
+		for (i = 0; i < JOBQ_EVENT_COUNT; i++)
+			pg_atomic_init_u64(&free_entry->events[i], 0);
 		return free_entry;
 	}
 	return NULL;

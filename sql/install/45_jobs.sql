@@ -2,7 +2,7 @@
 -- claim, heartbeat, complete, fail, release and lost-lease recovery.
 --
 -- Internal contract used by executors (src/README.md "Internal SQL
--- contract"): jobq._claim, jobq._complete, jobq._fail, jobq._release,
+-- contract"): jobq._claim, jobq._fail, jobq._release, jobq._finalize,
 -- jobq._recover_lost.  (id, attempt) names one lease: a call whose lease is
 -- not the job's current running lease changes nothing.
 --
@@ -207,14 +207,12 @@ BEGIN
         IF NOT jobq._may_manage(j.owner, caller) THEN
             PERFORM jobq._no_job(j.id);
         END IF;
-        PERFORM jobq._finalize(j.id, 'cancelled', NULL, NULL, NULL);
         IF j.state = 'running' THEN
-            INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,
-                                           outcome, error_class, error, worker)
-            VALUES (j.id, j.attempt, j.queue, j.owner, j.started_at,
-                    'cancelled', 'cancelled', format('cancelled by %s', caller), j.worker);
+            PERFORM jobq._attempt_finished(j, 'cancelled', clock_timestamp(), 'cancelled',
+                                           format('cancelled by %s', caller));
             claimed_by := j.claimed_by;
         END IF;
+        PERFORM jobq._finalize(j.id, 'cancelled', NULL, NULL, NULL);
         cancelled := true;
         RETURN;
     END IF;
@@ -279,32 +277,91 @@ COMMENT ON FUNCTION jobq.retry_now(bigint) IS
     'jobq: a pending job waiting for its run_at (backoff or schedule) runs now; false when it is running or final';
 
 ---------------------------------------------------------------------------
--- attempts and moves to jobs_final
+-- the job store's events, attempt rows and moves to jobs_final
 ---------------------------------------------------------------------------
--- Moves a job (any state) from jobs_active to jobs_final with new_state.
-CREATE FUNCTION jobq._finalize(id bigint, new_state text, result jsonb,
-                               error_class text, error text)
+CREATE FUNCTION jobq._job_event(queue text, event text, n integer DEFAULT 1) RETURNS void
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'jobq_job_event';
+COMMENT ON FUNCTION jobq._job_event(text, text, integer) IS
+    'Internal: reports n events (attempt_<outcome>, final_<state>) of queue to the job store''s hook point (src/job_events.c), counted when the transaction commits';
+
+CREATE FUNCTION jobq._job_events() RETURNS TABLE (event text, count bigint)
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'jobq_job_events';
+COMMENT ON FUNCTION jobq._job_events() IS
+    'Internal: committed job events of this database since the server started: claimed, attempt_<outcome>, final_<state>';
+
+-- Every attempt that ends writes its row here (the batched completion of
+-- executors and jobq.complete writes the same row through the table AM,
+-- src/complete.c); the row is the "attempt finished" event.
+CREATE FUNCTION jobq._attempt_finished(j jobq.jobs_active, outcome text,
+                                       finished_at timestamptz,
+                                       error_class text DEFAULT NULL,
+                                       error text DEFAULT NULL,
+                                       sqlstate text DEFAULT NULL,
+                                       http_status integer DEFAULT NULL,
+                                       detail text DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    WITH d AS (DELETE FROM jobq.jobs_active a WHERE a.id = _finalize.id RETURNING a.*)
+    INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,
+                                   finished_at, outcome, error_class, error, sqlstate,
+                                   http_status, worker, detail)
+    VALUES (j.id, j.attempt, j.queue, j.owner, j.started_at,
+            _attempt_finished.finished_at, outcome, error_class, error, sqlstate,
+            http_status, j.worker, detail);
+    PERFORM jobq._job_event(j.queue, 'attempt_' || outcome);
+END
+$fn$;
+COMMENT ON FUNCTION jobq._attempt_finished(jobq.jobs_active, text, timestamptz, text, text, text, integer, text) IS
+    'Internal: the attempt of job row j ended with outcome: its job_attempts row and its event';
+
+-- The final row of a job taken out of jobs_active (d, as it was there).
+CREATE FUNCTION jobq._final_row(d jobq.jobs_active, new_state text,
+                                finished_at timestamptz, result jsonb,
+                                error_class text, error text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
     INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,
             attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,
             started_at, completed_at, last_heartbeat, lease_expires_at,
             worker, claimed_by, snoozes, error_type, last_error, result)
-    SELECT d.id, d.queue, d.payload, _finalize.new_state, d.priority, d.run_at,
-           d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,
-           d.started_at, clock_timestamp(), d.last_heartbeat, NULL,
-           d.worker, d.claimed_by, d.snoozes,
-           coalesce(_finalize.error_class, d.error_type),
-           coalesce(_finalize.error, d.last_error), _finalize.result
-      FROM d;
+    VALUES (d.id, d.queue, d.payload, new_state, d.priority, d.run_at,
+            d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,
+            d.started_at, _final_row.finished_at, d.last_heartbeat, NULL,
+            d.worker, d.claimed_by, d.snoozes,
+            coalesce(error_class, d.error_type), coalesce(error, d.last_error), result);
+    PERFORM jobq._job_event(d.queue, 'final_' || new_state);
 END
 $fn$;
-COMMENT ON FUNCTION jobq._finalize(bigint, text, jsonb, text, text) IS
-    'Internal: moves a job from jobs_active to jobs_final (DELETE ... RETURNING into INSERT, never a cross-partition UPDATE)';
+COMMENT ON FUNCTION jobq._final_row(jobq.jobs_active, text, timestamptz, jsonb, text, text) IS
+    'Internal: writes the jobs_final row (state new_state) of job row d, already deleted from jobs_active, and its event';
+
+-- Moves a job (any state) from jobs_active to jobs_final with new_state: an
+-- explicit DELETE and INSERT, never a cross-partition UPDATE (src/README.md).
+CREATE FUNCTION jobq._finalize(id bigint, new_state text, result jsonb,
+                               error_class text, error text,
+                               finished_at timestamptz DEFAULT clock_timestamp())
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    d       jobq.jobs_active;
+BEGIN
+    DELETE FROM jobq.jobs_active a WHERE a.id = _finalize.id RETURNING a.* INTO d;
+    IF FOUND THEN
+        PERFORM jobq._final_row(d, new_state, finished_at, result, error_class, error);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION jobq._finalize(bigint, text, jsonb, text, text, timestamptz) IS
+    'Internal: moves a job from jobs_active to jobs_final (DELETE ... RETURNING, then jobq._final_row)';
 
 ---------------------------------------------------------------------------
 -- the claim
@@ -447,16 +504,6 @@ COMMENT ON FUNCTION jobq._claim(text, integer, interval, text, bigint) IS
 ---------------------------------------------------------------------------
 -- outcomes
 ---------------------------------------------------------------------------
-CREATE FUNCTION jobq._complete(id bigint, attempt integer, result jsonb)
-    RETURNS boolean
-    LANGUAGE c VOLATILE
-    SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'jobq_complete_lease';
--- In C (src/claim.c, ClaimComplete): the statement executors run after every
--- job, kept planned once per process; external workers reach the same code.
-COMMENT ON FUNCTION jobq._complete(bigint, integer, jsonb) IS
-    'Internal: fenced; the job of lease (id, attempt) is completed with result and its attempt recorded; false (nothing changed) when that lease is not the job''s current running lease';
-
 CREATE FUNCTION jobq._fail(id bigint, attempt integer, error text,
                            error_class text, retry_after interval,
                            sqlstate text DEFAULT NULL,
@@ -495,15 +542,12 @@ BEGIN
     SELECT * INTO d FROM jobq._retry_decision(j.queue, j.max_attempts, j.attempt,
                                               j.snoozes, cls, ra);
 
-    INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,
-                                   finished_at, outcome, error_class, error, sqlstate,
-                                   http_status, worker, detail)
-    VALUES (j.id, j.attempt, j.queue, j.owner, j.started_at, t,
-            CASE WHEN d.snooze THEN 'snoozed' ELSE 'failed' END, cls, error,
-            sqlstate, http_status, j.worker, detail);
+    PERFORM jobq._attempt_finished(j, CASE WHEN d.snooze THEN 'snoozed' ELSE 'failed' END,
+                                   t, cls, error, sqlstate, http_status, detail);
 
     -- A slot of a concurrency-limited SQL queue came free: idle executors do
-    -- not watch full queues, so wake one (see ClaimComplete in src/claim.c).
+    -- not watch full queues, so wake one (an executor failing its own job
+    -- claims the next itself, but recovery and jobq.cancel are not it).
     IF EXISTS (SELECT FROM jobq.queues q
                 WHERE q.name = j.queue AND q.kind = 'sql' AND q.concurrency IS NOT NULL) THEN
         PERFORM jobq._wake_at_commit();
@@ -521,7 +565,7 @@ BEGIN
     END IF;
 
     -- exhausted or not retryable: failed, with a dead letter
-    PERFORM jobq._finalize(j.id, 'failed', NULL, cls, error);
+    PERFORM jobq._finalize(j.id, 'failed', NULL, cls, error, t);
     INSERT INTO jobq.dead_letter (job_id, queue, payload, owner, handler, priority,
                                   max_attempts, timeout, error_class,
                                   last_error, attempts, history)
@@ -550,9 +594,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    INSERT INTO jobq.job_attempts (job_id, attempt, queue, owner, started_at,
-                                   outcome, worker)
-    VALUES (j.id, j.attempt, j.queue, j.owner, j.started_at, 'released', j.worker);
+    PERFORM jobq._attempt_finished(j, 'released', clock_timestamp());
     UPDATE jobq.jobs_active a
        SET state = 'pending', snoozes = a.snoozes + 1,
            lease_expires_at = NULL, worker = NULL, claimed_by = NULL

@@ -56,7 +56,7 @@ SELECT ok((SELECT c.reloptions @> ARRAY['autovacuum_vacuum_scale_factor=0.01']
 SELECT has_function('jobq', f, f) FROM unnest(ARRAY['create_queue', 'alter_queue', 'pause_queue',
     'resume_queue', 'drop_queue', 'submit', 'submit_batch', 'submit_http', 'cancel', 'retry_now',
     'claim', 'heartbeat', 'complete', 'fail', 'retry_later', 'rate_limited', 'give_up',
-    'requeue_dead', 'resolve_dead', 'backoff_delay', '_claim', '_complete', '_fail', '_release',
+    'requeue_dead', 'resolve_dead', 'backoff_delay', '_claim', '_finalize', '_fail', '_release',
     '_recover_lost']) f;
 
 SELECT ok(EXISTS (SELECT FROM pg_roles WHERE rolname = 'jobq_admin' AND NOT rolcanlogin), 'role jobq_admin (NOLOGIN)');

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The job store's hook points (src/job_events.c) see every claim, every
+# finished attempt and every job that became final, whichever path made the
+# change: executors' batches, failures with retries and dead letters,
+# snoozes, cancels of pending and running jobs, releases at shutdown,
+# external workers' completions and failures, expired leases recovered.
+# Counted when the transaction commits: the counts equal the rows of
+# jobq.job_attempts and jobq.jobs_final, and a rolled-back change counts
+# nothing.  The same in a database where jobq.direct_access is off (every
+# change through SQL).
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+it_start_cluster "jobq.workers = 2" "jobq.poll_interval = 200ms" "jobq.shutdown_grace = 500ms"
+
+setup() {
+    q "CREATE EXTENSION jobq" "$1"
+    q "
+CREATE TABLE public.gate (open boolean);
+INSERT INTO public.gate VALUES (false);
+CREATE FUNCTION public.h(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  CASE p->>'do'
+    WHEN 'fail' THEN PERFORM jobq.retry_later('again', '10 ms');
+    WHEN 'give_up' THEN PERFORM jobq.give_up('no');
+    WHEN 'snooze' THEN
+      IF NOT (SELECT open FROM public.gate) THEN PERFORM jobq.rate_limited('wait', '10 ms'); END IF;
+    WHEN 'sleep' THEN PERFORM pg_sleep(600);
+    ELSE NULL;
+  END CASE;
+  RETURN p;
+END \$\$;
+SELECT jobq.create_queue('s', handler => 'public.h(jsonb)', max_attempts => 3, base_delay => '10 ms', jitter => 0);
+SELECT jobq.create_queue(q, kind => 'external', max_attempts => 2, base_delay => '10 ms', jitter => 0)
+  FROM unnest(ARRAY['x1', 'x2', 'x3', 'x4']) q;
+" "$1" >/dev/null
+}
+
+# events(db): "event=count ..." of jobq._job_events()
+events() { q "SELECT string_agg(event || '=' || count, ' ' ORDER BY event) FROM jobq._job_events()" "$1"; }
+# rows(db): the same figures counted from the tables
+rows() {
+    q "SELECT string_agg(event || '=' || count, ' ' ORDER BY event) FROM (
+         SELECT 'claimed' AS event, count(*) FROM jobq.job_attempts
+         UNION ALL SELECT 'attempt_' || o, (SELECT count(*) FROM jobq.job_attempts WHERE outcome = o)
+           FROM unnest(ARRAY['completed', 'failed', 'snoozed', 'released', 'cancelled']) o
+         UNION ALL SELECT 'final_' || s, (SELECT count(*) FROM jobq.jobs_final WHERE state = s)
+           FROM unnest(ARRAY['completed', 'failed', 'cancelled']) s) x" "$1"
+}
+
+workload() {
+    local db=$1 id ext
+    q "SELECT count(*) FROM jobq.submit_batch('s', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 200) i))" "$db" >/dev/null
+    q "SELECT count(*) FROM jobq.submit_batch('s', '[{\"do\": \"fail\"}, {\"do\": \"fail\"}, {\"do\": \"give_up\"}, {\"do\": \"snooze\"}, {\"do\": \"snooze\"}]')" "$db" >/dev/null
+    # a pending job cancelled, a running one cancelled
+    id=$(q "SELECT jobq.submit('s', run_at => now() + interval '1 day')" "$db")
+    q "SELECT jobq.cancel($id)" "$db" >/dev/null
+    id=$(q "SELECT jobq.submit('s', '{\"do\": \"sleep\"}')" "$db")
+    wait_for "SELECT state FROM jobq.jobs WHERE id = $id" running 60 "$db" || it_fail "$db: sleeper not running"
+    q "SELECT jobq.cancel($id)" "$db" >/dev/null
+    # external workers (one queue per case): a completion, a completion
+    # rolled back (then done again), failed twice (dead letter), a lease left
+    # to expire and recovered by the next claim
+    q "SELECT jobq.submit(q) FROM unnest(ARRAY['x1', 'x2', 'x3', 'x4']) q" "$db" >/dev/null
+    q "SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('x1', 1) c" "$db" >/dev/null
+    q "BEGIN; SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('x2', 1) c; ROLLBACK;" "$db" >/dev/null
+    q "SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('x2', 1) c" "$db" >/dev/null
+    wait_for "SELECT count(*) FROM jobq.claim('x3', 1) c WHERE jobq.fail(c.id, c.attempt, 'boom', 'transient') = 'failed'" 1 60 "$db" \
+        || it_fail "$db: external job not failed twice"
+    q "SELECT count(*) FROM jobq.claim('x4', 1, lease => '10 ms')" "$db" >/dev/null
+    wait_for "SELECT count(*) FROM jobq.claim('x4', 1) c WHERE jobq.complete(c.id, c.attempt)" 1 60 "$db" \
+        || it_fail "$db: expired lease not recovered"
+    # the gate opens: snoozed jobs complete
+    q "UPDATE public.gate SET open = true" "$db"
+    wait_for "SELECT count(*) FROM jobq.jobs_active a JOIN jobq.queues q ON q.name = a.queue WHERE q.kind = 'sql'" 0 120 "$db" \
+        || it_fail "$db: SQL jobs not finished: $(q "SELECT string_agg(state || ' ' || payload, ', ') FROM jobq.jobs_active" "$db")"
+}
+
+q "CREATE DATABASE fast"
+q "CREATE DATABASE slow"
+q "ALTER DATABASE slow SET jobq.direct_access = off"
+setup fast
+setup slow
+wait_for "SELECT count(*) FROM jobq.workers WHERE kind = 'executor'" 4 60 fast || it_fail "executors"
+for db in fast slow; do
+    workload "$db"
+    assert_eq "$(events "$db")" "$(rows "$db")" "$db: events counted = rows written"
+done
+it_ok "events equal rows after a mixed workload, with direct access on and off"
+assert_eq "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_completed'" slow)" \
+          "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_completed'" fast)" "same completions on both paths"
+
+# Released at shutdown: jobs running when the server stops.
+for db in fast slow; do
+    q "SELECT jobq.submit('s', '{\"do\": \"sleep\"}')" "$db" >/dev/null
+    wait_for "SELECT count(*) FROM jobq.jobs WHERE state = 'running'" 1 60 "$db" || it_fail "$db: sleeper not running"
+done
+cluster_stop "$IT_DIR"
+cluster_start "$IT_DIR"
+for db in fast slow; do
+    assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts WHERE outcome = 'released'" "$db")" 1 "$db: the running job was released"
+    # counts restart with the server: compare what happened since
+    q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE state = 'pending' OR state = 'running'" "$db" >/dev/null
+    assert_eq "$(q "SELECT count FROM jobq._job_events() WHERE event = 'final_cancelled'" "$db")" 1 "$db: the cancel after the restart counted"
+done
+it_ok "release at shutdown written; counts after a restart start from zero"
