@@ -13,7 +13,7 @@
 
 extern int	jobq_vacuum_after;		/* jobq.vacuum_after: claimed jobs between vacuums */
 
-/* Count claimed jobs of this database (any backend; in ClaimExecute). */
+/* Count claimed jobs of this database (any backend; JobEventsClaimed). */
 extern void JobqNoteClaimed(uint64 njobs, bool by_executor);
 
 /* Executor, between transactions: is a vacuum of jobs_active due? */
