@@ -102,8 +102,8 @@ static SPIPlanPtr plan_retry_now = NULL;
  *		The owner of the jobq extension in this database: the role the
  *		entry points switch to.  Errors out when jobq is not installed.
  *
- * pg_extension has no syscache: reading it is an index scan, 7% of a
- * submit.  So the answer is kept, together with what would change when it
+ * pg_extension has no syscache: reading it is an index scan, a
+ * noticeable part of a submit.  So the answer is kept, together with what would change when it
  * does: REASSIGN OWNED changes the owner of the extension and of its tables
  * alike, and DROP/CREATE EXTENSION makes new tables.  jobs_active's OID and
  * owner come from the syscache, which is invalidated as it should be: while

@@ -81,7 +81,7 @@ static SPIPlanPtr plan_next_due = NULL;
  *
  * The plan is always the generic one.  Left to itself the plan cache plans
  * a statement again on every call whenever the generic plan's estimate
- * looks worse than a custom plan's (a LIMIT $n claim did: 10% of an
+ * looks worse than a custom plan's (a LIMIT $n claim did, and the
  * executor's time went to the planner).  Our statements are written so
  * that their generic plans are the right ones: equality on keys, arrays
  * through = ANY, no parameter-dependent choice of index.

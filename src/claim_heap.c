@@ -19,8 +19,8 @@
  *			LIMIT $max FOR UPDATE SKIP LOCKED))
  *	RETURNING ...
  *
- * without the executor: the claim was 40% of an executor's time for no-op
- * jobs, much of it executor start-up and looking every locked row up again
+ * without the executor: the statement was the larger part of an executor's
+ * time for no-op jobs, much of it executor start-up and looking every locked row up again
  * by id.  Here each candidate, in claim-index order, is locked without
  * waiting and updated: a row another transaction holds (a concurrent claim,
  * jobq.cancel's FOR UPDATE) or changed since our snapshot is skipped, as
@@ -269,6 +269,150 @@ EntryGone(Relation rel, IndexScanDesc scan, ItemPointer tid)
 	return gone;
 }
 
+/*
+ * What a claim writes into each job it takes, and the executor state the
+ * new versions' index entries need.
+ */
+typedef struct ClaimWrite
+{
+	Relation	rel;
+	Snapshot	snapshot;
+	CommandId	cid;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *newslot;
+	TimestampTz now;			/* started_at, last_heartbeat */
+	Datum		running;
+	Datum		lease_end;
+	Datum		worker;
+	bool		worker_null;
+	int64		token;
+	bool		token_null;
+} ClaimWrite;
+
+/*
+ * The new versions' index entries are inserted without the "unchanged by
+ * the update" hint, though the primary key's is: with it a full leaf page
+ * tries a bottom-up deletion pass first, which costs more than it finds
+ * here (the completion's lookup by id marks the old entries dead, and the
+ * executors' VACUUM removes the rest; BENCHMARKS.md has the measurement).
+ * No range table: none is needed.
+ */
+static void
+ClaimWriteBegin(ClaimWrite *w, Relation rel, Snapshot snapshot, Interval *lease,
+				const char *worker, int64 token, bool token_null)
+{
+	w->rel = rel;
+	w->snapshot = snapshot;
+	w->cid = GetCurrentCommandId(true);
+	w->estate = CreateExecutorState();
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, rel, 0, NULL, 0);
+	ExecOpenIndices(w->rri, false);
+	w->newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	w->now = GetCurrentTransactionStartTimestamp();
+	w->running = CStringGetTextDatum("running");
+	w->lease_end = DirectFunctionCall2(timestamptz_pl_interval,
+									   TimestampTzGetDatum(w->now),
+									   IntervalPGetDatum(lease));
+	w->worker_null = (worker == NULL);
+	w->worker = worker != NULL ? CStringGetTextDatum(worker) : (Datum) 0;
+	w->token = token;
+	w->token_null = token_null;
+}
+
+static void
+ClaimWriteEnd(ClaimWrite *w)
+{
+	ExecDropSingleTupleTableSlot(w->newslot);
+	ExecCloseIndices(w->rri);
+	FreeExecutorState(w->estate);
+}
+
+/* The claimed job as the caller gets it; payload and handler copied into cxt. */
+static void
+FillClaimRow(ClaimWrite *w, JobqClaimRow *row, MemoryContext cxt)
+{
+	TupleTableSlot *s = w->newslot;
+	MemoryContext oldcxt;
+
+	row->id = DatumGetInt64(s->tts_values[cols.id]);
+	row->attempt = DatumGetInt32(s->tts_values[cols.attempt]);
+	row->owner = DatumGetObjectId(s->tts_values[cols.owner]);
+	row->priority = DatumGetInt32(s->tts_values[cols.priority]);
+	row->run_at = DatumGetTimestampTz(s->tts_values[cols.run_at]);
+	row->lease_expires_at = DatumGetTimestampTz(w->lease_end);
+	row->tid = s->tts_tid;		/* set by the update */
+	row->timeout_null = s->tts_isnull[cols.timeout];
+	if (!row->timeout_null)
+		row->timeout = *DatumGetIntervalP(s->tts_values[cols.timeout]);
+	/* detoasted while our snapshot is registered: the caller keeps it */
+	oldcxt = MemoryContextSwitchTo(cxt);
+	row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(s->tts_values[cols.payload]));
+	row->handler = s->tts_isnull[cols.handler] ? NULL :
+		TextDatumGetCString(s->tts_values[cols.handler]);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Claim the pending job whose visible version is in slot (at tid): lock it
+ * as FOR UPDATE SKIP LOCKED would (a row held, or changed since our
+ * snapshot, is skipped: false, and *busy set when its holder may yet give
+ * it up), then update it to running as the claim statement does, with the
+ * new version's index entries, and fill row.
+ */
+static bool
+ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
+			JobqClaimRow *row, MemoryContext cxt, bool *busy)
+{
+	TupleTableSlot *newslot = w->newslot;
+	TM_Result	res;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+
+	res = table_tuple_lock(w->rel, tid, w->snapshot, slot, w->cid, LockTupleExclusive,
+						   LockWaitSkip, 0, &tmfd);
+	if (res == TM_WouldBlock)
+		*busy = true;
+	if (res != TM_Ok)
+		return false;
+	slot_getallattrs(slot);
+
+	ExecClearTuple(newslot);
+	memcpy(newslot->tts_values, slot->tts_values, sizeof(Datum) * cols.natts);
+	memcpy(newslot->tts_isnull, slot->tts_isnull, sizeof(bool) * cols.natts);
+	newslot->tts_values[cols.state] = w->running;
+	newslot->tts_values[cols.attempt] =
+		Int32GetDatum(DatumGetInt32(slot->tts_values[cols.attempt]) + 1);
+	newslot->tts_values[cols.started_at] = TimestampTzGetDatum(w->now);
+	newslot->tts_isnull[cols.started_at] = false;
+	newslot->tts_values[cols.last_heartbeat] = TimestampTzGetDatum(w->now);
+	newslot->tts_isnull[cols.last_heartbeat] = false;
+	newslot->tts_values[cols.lease_expires_at] = w->lease_end;
+	newslot->tts_isnull[cols.lease_expires_at] = false;
+	newslot->tts_values[cols.worker] = w->worker;
+	newslot->tts_isnull[cols.worker] = w->worker_null;
+	newslot->tts_values[cols.claimed_by] = Int64GetDatum(w->token);
+	newslot->tts_isnull[cols.claimed_by] = w->token_null;
+	ExecStoreVirtualTuple(newslot);
+
+	/* ours now: the update cannot meet a conflict */
+	res = table_tuple_update(w->rel, tid, newslot, w->cid, w->snapshot,
+							 InvalidSnapshot, true, &tmfd, &lockmode,
+							 &update_indexes);
+	if (res != TM_Ok)
+		elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
+	if (update_indexes && w->rri->ri_NumIndices > 0)
+	{
+		list_free(ExecInsertIndexTuples(w->rri, newslot, w->estate, false, false,
+										NULL, NIL));
+		ResetPerTupleExprContext(w->estate);
+	}
+	FillClaimRow(w, row, cxt);
+	return true;
+}
+
 int
 ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		  int64 token, bool token_null, TimestampTz due,
@@ -277,20 +421,12 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	Snapshot	snapshot;
 	Relation	rel;
 	Relation	claim_idx;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	IndexScanDesc scan;
+	ClaimWrite	w;
 	JobqClaimFloorScan fs;
 	ClaimRange	ranges[3];
 	int			nranges;
 	int			range;
 	TupleTableSlot *slot;
-	TupleTableSlot *newslot;
-	CommandId	cid;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Datum		running;
-	Datum		lease_end;
-	Datum		worker_datum = (Datum) 0;
 	int			n = 0;
 	bool		limited = false;
 
@@ -317,29 +453,7 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	}
 	claim_idx = index_open(JobqRelid("jobs_active_claim_idx"), RowExclusiveLock);
 	ReadColumns(rel);
-
-	/*
-	 * For the new versions' index entries (no range table: none needed).
-	 * They are inserted without the "unchanged by the update" hint, though
-	 * the primary key's is: with it a full leaf page tries a bottom-up
-	 * deletion pass first, and those passes were 6% of an executor while
-	 * finding little that the simple deletion of entries already marked
-	 * dead (by the completion's lookup by id) and the executors' VACUUM do
-	 * not.  Without it: one executor 19.0-19.9k -> 20.1-21.0k jobs/s, two
-	 * 23.7k -> 27.2-28.1k, the primary key no larger after 300,000 jobs.
-	 */
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 0, NULL, 0);
-	ExecOpenIndices(rri, false);
-	cid = GetCurrentCommandId(true);
-
-	running = CStringGetTextDatum("running");
-	lease_end = DirectFunctionCall2(timestamptz_pl_interval,
-									TimestampTzGetDatum(now),
-									IntervalPGetDatum(lease));
-	if (worker != NULL)
-		worker_datum = CStringGetTextDatum(worker);
+	ClaimWriteBegin(&w, rel, snapshot, lease, worker, token, token_null);
 
 	/*
 	 * The scan starts at the queue's floor (claim_floor.c), in up to three
@@ -349,24 +463,18 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 	 */
 	ClaimFloorBegin(RelationGetRelid(claim_idx), queue, due, &fs);
 	nranges = ClaimRanges(claim_idx, queue, &fs, ranges);
-
 	slot = table_slot_create(rel, NULL);
-	newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 
 	for (range = 0; range < nranges && n < max_jobs; range++)
 	{
 		/* a scan's number of keys is fixed when it begins */
-		scan = index_beginscan(rel, claim_idx, snapshot, ranges[range].nkeys, 0);
+		IndexScanDesc scan = index_beginscan(rel, claim_idx, snapshot,
+											 ranges[range].nkeys, 0);
+
 		scan->xs_want_itup = true;
 		index_rescan(scan, ranges[range].keys, ranges[range].nkeys, NULL, 0);
 		while (n < max_jobs)
 		{
-			TM_Result	res;
-			TM_FailureData tmfd;
-			LockTupleMode lockmode;
-			bool		update_indexes;
-			JobqClaimRow *row;
-			MemoryContext oldcxt;
 			ItemPointer next = index_getnext_tid(scan, ForwardScanDirection);
 			ItemPointerData tid;
 			JobqClaimKey key;
@@ -400,73 +508,15 @@ ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
 			if (slot->tts_isnull[cols.state] ||
 				!JobqTextEquals(slot->tts_values[cols.state], "pending"))
 				continue;
-
-			/* FOR UPDATE SKIP LOCKED: held or changed since our snapshot: skip */
-			res = table_tuple_lock(rel, &tid, snapshot, slot, cid, LockTupleExclusive,
-								   LockWaitSkip, 0, &tmfd);
-			if (res == TM_WouldBlock)
-				*busy = true;		/* its holder may yet give it up */
-			if (res != TM_Ok)
-				continue;
-			slot_getallattrs(slot);
-
-			ExecClearTuple(newslot);
-			memcpy(newslot->tts_values, slot->tts_values, sizeof(Datum) * cols.natts);
-			memcpy(newslot->tts_isnull, slot->tts_isnull, sizeof(bool) * cols.natts);
-			newslot->tts_values[cols.state] = running;
-			newslot->tts_values[cols.attempt] =
-				Int32GetDatum(DatumGetInt32(slot->tts_values[cols.attempt]) + 1);
-			newslot->tts_values[cols.started_at] = TimestampTzGetDatum(now);
-			newslot->tts_isnull[cols.started_at] = false;
-			newslot->tts_values[cols.last_heartbeat] = TimestampTzGetDatum(now);
-			newslot->tts_isnull[cols.last_heartbeat] = false;
-			newslot->tts_values[cols.lease_expires_at] = lease_end;
-			newslot->tts_isnull[cols.lease_expires_at] = false;
-			newslot->tts_values[cols.worker] = worker_datum;
-			newslot->tts_isnull[cols.worker] = (worker == NULL);
-			newslot->tts_values[cols.claimed_by] = Int64GetDatum(token);
-			newslot->tts_isnull[cols.claimed_by] = token_null;
-			ExecStoreVirtualTuple(newslot);
-
-			/* ours now: the update cannot meet a conflict */
-			res = table_tuple_update(rel, &tid, newslot, cid, snapshot,
-									 InvalidSnapshot, true, &tmfd, &lockmode,
-									 &update_indexes);
-			if (res != TM_Ok)
-				elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
-			if (update_indexes && rri->ri_NumIndices > 0)
-			{
-				list_free(ExecInsertIndexTuples(rri, newslot, estate, false, false,
-												NULL, NIL));
-				ResetPerTupleExprContext(estate);
-			}
-
-			row = &rows[n++];
-			row->id = DatumGetInt64(newslot->tts_values[cols.id]);
-			row->attempt = DatumGetInt32(newslot->tts_values[cols.attempt]);
-			row->owner = DatumGetObjectId(newslot->tts_values[cols.owner]);
-			row->priority = DatumGetInt32(newslot->tts_values[cols.priority]);
-			row->run_at = DatumGetTimestampTz(newslot->tts_values[cols.run_at]);
-			row->lease_expires_at = DatumGetTimestampTz(lease_end);
-			row->tid = newslot->tts_tid;	/* set by the update */
-			row->timeout_null = newslot->tts_isnull[cols.timeout];
-			if (!row->timeout_null)
-				row->timeout = *DatumGetIntervalP(newslot->tts_values[cols.timeout]);
-			/* detoasted while our snapshot is registered: the caller keeps it */
-			oldcxt = MemoryContextSwitchTo(cxt);
-			row->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(newslot->tts_values[cols.payload]));
-			row->handler = newslot->tts_isnull[cols.handler] ? NULL :
-				TextDatumGetCString(newslot->tts_values[cols.handler]);
-			MemoryContextSwitchTo(oldcxt);
+			if (ClaimOneJob(&w, slot, &tid, &rows[n], cxt, busy))
+				n++;
 		}
 		index_endscan(scan);
 	}
 	ClaimFloorEnd(queue, &fs);
 
-	ExecDropSingleTupleTableSlot(newslot);
 	ExecDropSingleTupleTableSlot(slot);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
+	ClaimWriteEnd(&w);
 	/* the locks stay until the end of the transaction, as a statement's do */
 	index_close(claim_idx, NoLock);
 	table_close(rel, NoLock);

@@ -98,7 +98,7 @@ NothingNewSinceEmptyClaim(void)
  * the entries of every job claimed since VACUUM last ran; while a long
  * transaction holds back the xmin horizon none of them can be pruned and
  * each costs a heap visit, so one claim can take milliseconds.  Jobs then
- * arriving one by one would each pay a whole walk (executors spent 86% of
+ * arriving one by one would each pay a whole walk (executors spent most of
  * their time claiming, starving the submitters on a 2-core machine).  So
  * when a claim round was slow and came back short, the next one waits three
  * times as long as that one took (at most CLAIM_PAUSE_MAX_MS): claims then
