@@ -409,7 +409,7 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 					  GetCurrentTimestamp(), rows, cxt, busy);
 		if (n >= 0)
 		{
-			JobEventsClaimed(queue, n, !token_null);
+			ClaimReportClaimed(queue, rows, n, !token_null);
 			return n;
 		}
 		if (n == -2)
@@ -469,8 +469,30 @@ ClaimExecute(const char *queue, bool limited, int max_jobs, Interval *lease,
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "jobq: claim failed: %s", SPI_result_code_string(ret));
 	n = ClaimRowsFromSPI(rows, cxt);
-	JobEventsClaimed(queue, n, !token_null);
+	ClaimReportClaimed(queue, rows, n, !token_null);
 	return n;
+}
+
+/* The claimed events of rows (n jobs of queue), for the job store's hook. */
+void
+ClaimReportClaimed(const char *queue, JobqClaimRow *rows, int n, bool by_executor)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	JobqJobEvent ev;
+	int			i;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.event = JOBQ_EVENT_CLAIMED;
+	ev.queue = queue;
+	ev.started_at = now;
+	for (i = 0; i < n; i++)
+	{
+		ev.job_id = rows[i].id;
+		ev.attempt = rows[i].attempt;
+		ev.owner = rows[i].owner;
+		JobEventsReport(&ev);
+	}
+	JobEventsClaimedCount(n, by_executor);
 }
 
 /*

@@ -133,6 +133,8 @@ extern int	ClaimExecute(const char *queue, bool limited, int max_jobs,
 						 bool token_null, JobqClaimRow *rows, MemoryContext cxt,
 						 bool *busy);
 extern int	ClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);
+extern void ClaimReportClaimed(const char *queue, JobqClaimRow *rows, int n,
+							   bool by_executor);
 extern bool ClaimQueueBecameLimited(void);
 /*
  * -1: jobq.direct_access is off, claim through SQL; -2: the queue

@@ -362,6 +362,28 @@ taken:
 /* The attribute of desc named attname (0-based), or -1. */
 #define AttIndex(desc, attname) (JobqAttnum((desc), (attname), true) - 1)
 
+/* The events of a job completed through the table AM (its active row). */
+static void
+ReportCompleted(Datum *avals, bool *anulls, int a_queue, int a_id, int a_attempt,
+				int a_owner, int a_started, Datum finished)
+{
+	JobqJobEvent ev;
+	char	   *queue = TextDatumGetCString(avals[a_queue]);
+
+	memset(&ev, 0, sizeof(ev));
+	ev.queue = queue;
+	ev.job_id = DatumGetInt64(avals[a_id]);
+	ev.attempt = DatumGetInt32(avals[a_attempt]);
+	ev.owner = DatumGetObjectId(avals[a_owner]);
+	ev.started_at = anulls[a_started] ? 0 : DatumGetTimestampTz(avals[a_started]);
+	ev.finished_at = DatumGetTimestampTz(finished);
+	ev.event = JOBQ_EVENT_ATTEMPT_COMPLETED;
+	JobEventsReport(&ev);
+	ev.event = JOBQ_EVENT_FINAL_COMPLETED;
+	JobEventsReport(&ev);
+	pfree(queue);
+}
+
 /*
  * ClaimRecordCompleted through the table AM (bulk_insert.c): false, having
  * written nothing, when jobq.direct_access is off.
@@ -479,6 +501,8 @@ RecordCompletedDirect(JobqCompletions *acc)
 		SET_ATTEMPT_COL("worker", avals[a_worker], anulls[a_worker]);
 #undef SET_ATTEMPT_COL
 		JobqBulkAdd(attempts, tvals, tnulls);
+		ReportCompleted(avals, anulls, a_queue, a_id, a_attempt, a_owner, a_started,
+						acc->finished[i]);
 	}
 	ReleaseTupleDesc(adesc);
 	JobqBulkEnd(finals);
@@ -489,7 +513,7 @@ RecordCompletedDirect(JobqCompletions *acc)
 /*
  * The second half, once per batch in the outer transaction: the final rows
  * and the attempt rows of every job taken, and their events.  Directly
- * through the table AM, or, when jobq.direct_access is off, through the SQL
+ * through the table AM (RecordCompletedDirect reports the events), or, when jobq.direct_access is off, through the SQL
  * functions every other outcome uses (jobq._final_row and
  * jobq._attempt_finished, which report the events themselves).
  */
@@ -506,9 +530,6 @@ ClaimRecordCompleted(JobqCompletions *acc)
 		return;
 	if (RecordCompletedDirect(acc))
 	{
-		/* the queue: only per-database counts are kept so far */
-		JobEventsAttemptsFinished(NULL, JOBQ_EVENT_ATTEMPT_COMPLETED, acc->n);
-		JobEventsFinal(NULL, JOBQ_EVENT_FINAL_COMPLETED, acc->n);
 		acc->n = 0;
 		return;
 	}

@@ -27,6 +27,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/memutils.h"
 
 static const char *const event_names[JOBQ_EVENT_COUNT] = {
@@ -167,42 +168,40 @@ JobEventsRegisterCallbacks(void)
 }
 
 void
-JobEventsClaimed(const char *queue, int n, bool by_executor)
+JobEventsClaimedCount(int n, bool by_executor)
 {
-	if (n <= 0)
-		return;
-	JobqNoteClaimed(n, by_executor);
-	Count(JOBQ_EVENT_CLAIMED, n);
+	if (n > 0)
+		JobqNoteClaimed(n, by_executor);
 }
 
 void
-JobEventsAttemptsFinished(const char *queue, JobqEvent outcome, int n)
+JobEventsReport(const JobqJobEvent *ev)
 {
-	Assert(outcome >= JOBQ_EVENT_ATTEMPT_COMPLETED && outcome <= JOBQ_EVENT_ATTEMPT_CANCELLED);
-	Count(outcome, n);
-}
-
-void
-JobEventsFinal(const char *queue, JobqEvent state, int n)
-{
-	Assert(state >= JOBQ_EVENT_FINAL_COMPLETED && state <= JOBQ_EVENT_FINAL_CANCELLED);
-	Count(state, n);
+	Assert(ev->event >= 0 && ev->event < JOBQ_EVENT_COUNT);
+	Count(ev->event, 1);
 }
 
 PG_FUNCTION_INFO_V1(jobq_job_event);
 
 /*
- * jobq._job_event(queue text, event text, n integer): the SQL half of the
- * job store reports an event (attempt_<outcome>, final_<state>).
+ * jobq._job_event(event text, queue text, job_id bigint, attempt integer,
+ *				   owner oid, error_class text, started_at timestamptz,
+ *				   finished_at timestamptz, retry_at timestamptz):
+ * the SQL half of the job store reports an event of one job
+ * (attempt_<outcome>, final_<state>); NULLs for fields the event has not.
  */
 Datum
 jobq_job_event(PG_FUNCTION_ARGS)
 {
-	char	   *queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	int			n = PG_GETARG_INT32(2);
+	JobqJobEvent ev;
+	char	   *name;
 	int			e;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("jobq: a job event needs its name, queue, job id and attempt")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	for (e = JOBQ_EVENT_ATTEMPT_COMPLETED; e < JOBQ_EVENT_COUNT; e++)
 		if (strcmp(name, event_names[e]) == 0)
 			break;
@@ -210,10 +209,17 @@ jobq_job_event(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("jobq: unknown job event \"%s\"", name)));
-	if (e <= JOBQ_EVENT_ATTEMPT_CANCELLED)
-		JobEventsAttemptsFinished(queue, (JobqEvent) e, n);
-	else
-		JobEventsFinal(queue, (JobqEvent) e, n);
+	memset(&ev, 0, sizeof(ev));
+	ev.event = (JobqEvent) e;
+	ev.queue = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ev.job_id = PG_GETARG_INT64(2);
+	ev.attempt = PG_GETARG_INT32(3);
+	ev.owner = PG_ARGISNULL(4) ? InvalidOid : PG_GETARG_OID(4);
+	ev.error_class = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	ev.started_at = PG_ARGISNULL(6) ? 0 : PG_GETARG_TIMESTAMPTZ(6);
+	ev.finished_at = PG_ARGISNULL(7) ? 0 : PG_GETARG_TIMESTAMPTZ(7);
+	ev.retry_at = PG_ARGISNULL(8) ? 0 : PG_GETARG_TIMESTAMPTZ(8);
+	JobEventsReport(&ev);
 	PG_RETURN_VOID();
 }
 

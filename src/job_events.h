@@ -18,6 +18,8 @@
 #ifndef JOBQ_JOB_EVENTS_H
 #define JOBQ_JOB_EVENTS_H
 
+#include "datatype/timestamp.h"
+
 /* What happened; the names are those jobq._job_events() shows. */
 typedef enum JobqEvent
 {
@@ -33,12 +35,35 @@ typedef enum JobqEvent
 	JOBQ_EVENT_COUNT
 } JobqEvent;
 
-/* n jobs of queue claimed in this transaction (by an executor or not). */
-extern void JobEventsClaimed(const char *queue, int n, bool by_executor);
+/*
+ * One event of one job.  Which fields are set depends on the event:
+ * job_id, attempt (the lease's), owner and queue always; started_at for
+ * claimed and attempt_*; finished_at for attempt_* and final_*;
+ * error_class for attempt_failed, attempt_snoozed and attempt_cancelled;
+ * retry_at for an attempt_failed or attempt_snoozed whose job is pending
+ * again (0 otherwise: the job became final).  Strings are only borrowed.
+ */
+typedef struct JobqJobEvent
+{
+	JobqEvent	event;
+	const char *queue;
+	int64		job_id;
+	int32		attempt;
+	Oid			owner;
+	const char *error_class;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	TimestampTz retry_at;
+} JobqJobEvent;
 
-/* n attempts of queue ended with outcome, n jobs became final. */
-extern void JobEventsAttemptsFinished(const char *queue, JobqEvent outcome, int n);
-extern void JobEventsFinal(const char *queue, JobqEvent state, int n);
+/* Report ev, in the transaction that made the change. */
+extern void JobEventsReport(const JobqJobEvent *ev);
+
+/*
+ * n jobs claimed in this transaction (JobEventsReport for each, and the
+ * claim count that paces the executors' VACUUM).
+ */
+extern void JobEventsClaimedCount(int n, bool by_executor);
 
 /* Transaction callbacks (_PG_init). */
 extern void JobEventsRegisterCallbacks(void);

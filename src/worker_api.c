@@ -188,7 +188,7 @@ jobq_claim(PG_FUNCTION_ARGS)
 			elog(ERROR, "jobq: claim failed");
 		rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
 		n = ClaimRowsFromSPI(rows, CurrentMemoryContext);
-		JobEventsClaimed(queue, n, false);
+		ClaimReportClaimed(queue, rows, n, false);
 	}
 
 	/* already in claim order */

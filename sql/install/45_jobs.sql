@@ -279,11 +279,14 @@ COMMENT ON FUNCTION jobq.retry_now(bigint) IS
 ---------------------------------------------------------------------------
 -- the job store's events, attempt rows and moves to jobs_final
 ---------------------------------------------------------------------------
-CREATE FUNCTION jobq._job_event(queue text, event text, n integer DEFAULT 1) RETURNS void
-    LANGUAGE c VOLATILE STRICT
+CREATE FUNCTION jobq._job_event(event text, queue text, job_id bigint, attempt integer,
+                                owner oid, error_class text, started_at timestamptz,
+                                finished_at timestamptz, retry_at timestamptz)
+    RETURNS void
+    LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_job_event';
-COMMENT ON FUNCTION jobq._job_event(text, text, integer) IS
-    'Internal: reports n events (attempt_<outcome>, final_<state>) of queue to the job store''s hook point (src/job_events.c), counted when the transaction commits';
+COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz) IS
+    'Internal: reports an event of one job (attempt_<outcome>, final_<state>) to the job store''s hook point (src/job_events.c), in the transaction that made the change';
 
 CREATE FUNCTION jobq._job_events() RETURNS TABLE (event text, count bigint)
     LANGUAGE c VOLATILE
@@ -300,7 +303,8 @@ CREATE FUNCTION jobq._attempt_finished(j jobq.jobs_active, outcome text,
                                        error text DEFAULT NULL,
                                        sqlstate text DEFAULT NULL,
                                        http_status integer DEFAULT NULL,
-                                       detail text DEFAULT NULL)
+                                       detail text DEFAULT NULL,
+                                       retry_at timestamptz DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -312,11 +316,12 @@ BEGIN
     VALUES (j.id, j.attempt, j.queue, j.owner, j.started_at,
             _attempt_finished.finished_at, outcome, error_class, error, sqlstate,
             http_status, j.worker, detail);
-    PERFORM jobq._job_event(j.queue, 'attempt_' || outcome);
+    PERFORM jobq._job_event('attempt_' || outcome, j.queue, j.id, j.attempt, j.owner,
+                            error_class, j.started_at, _attempt_finished.finished_at, retry_at);
 END
 $fn$;
-COMMENT ON FUNCTION jobq._attempt_finished(jobq.jobs_active, text, timestamptz, text, text, text, integer, text) IS
-    'Internal: the attempt of job row j ended with outcome: its job_attempts row and its event';
+COMMENT ON FUNCTION jobq._attempt_finished(jobq.jobs_active, text, timestamptz, text, text, text, integer, text, timestamptz) IS
+    'Internal: the attempt of job row j ended with outcome: its job_attempts row and its event (retry_at: when the job runs again, if it does)';
 
 -- The final row of a job taken out of jobs_active (d, as it was there).
 CREATE FUNCTION jobq._final_row(d jobq.jobs_active, new_state text,
@@ -336,7 +341,8 @@ BEGIN
             d.started_at, _final_row.finished_at, d.last_heartbeat, NULL,
             d.worker, d.claimed_by, d.snoozes,
             coalesce(error_class, d.error_type), coalesce(error, d.last_error), result);
-    PERFORM jobq._job_event(d.queue, 'final_' || new_state);
+    PERFORM jobq._job_event('final_' || new_state, d.queue, d.id, d.attempt, d.owner,
+                            NULL, d.started_at, _final_row.finished_at, NULL);
 END
 $fn$;
 COMMENT ON FUNCTION jobq._final_row(jobq.jobs_active, text, timestamptz, jsonb, text, text) IS
@@ -543,7 +549,8 @@ BEGIN
                                               j.snoozes, cls, ra);
 
     PERFORM jobq._attempt_finished(j, CASE WHEN d.snooze THEN 'snoozed' ELSE 'failed' END,
-                                   t, cls, error, sqlstate, http_status, detail);
+                                   t, cls, error, sqlstate, http_status, detail,
+                                   CASE WHEN d.retry THEN t + d.delay END);
 
     -- A slot of a concurrency-limited SQL queue came free: idle executors do
     -- not watch full queues, so wake one (an executor failing its own job
