@@ -57,7 +57,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "claim_floor.h"
 
 #include "access/htup_details.h"
 #include "access/table.h"

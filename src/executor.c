@@ -18,7 +18,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "job_store.h"
 #include "upkeep.h"
 #include "run_sql.h"
 #include "settle.h"
@@ -72,7 +72,7 @@ static bool claim_busy = false;		/* a limited queue was being claimed */
  * became runnable since that claim looked: no waking commit since
  * (jobq_shared->wake_seq unchanged from empty_claim_seq, read before the
  * claim took its snapshot), no job of the burst failed, was snoozed or was
- * released (a retry is due at a time only ClaimNextDue finds), and no queue
+ * released (a retry is due at a time only QueueCacheNextDue finds), and no queue
  * is rate or concurrency limited (their jobs become claimable with no
  * commit at all).  Without this rule every burst, however short, ended with
  * an extra claim round of one statement per queue (and a re-read of the
@@ -281,7 +281,6 @@ EndJobTransaction(bool commit)
 static JobqCompletions *batch_completions = NULL;
 static MemoryContext completions_cxt = NULL;
 
-static bool completion_busy = false;	/* set by CompleteJob */
 
 /* Record the outcomes settle.c kept, now that the batch has committed. */
 static void
@@ -292,18 +291,6 @@ SettleNow(void)
 	BeginJobTransaction(false);
 	SettleInTransaction();
 	EndJobTransaction(true);
-}
-
-static bool
-CompleteJob(JobqSqlRun *run, void *arg)
-{
-	JobqClaimedJob *job = (JobqClaimedJob *) arg;
-
-	if (batch_completions != NULL)
-		return ClaimTakeCompleted(job->id, job->attempt, &job->tid, run->result,
-								  true, batch_completions, completions_cxt,
-								  &completion_busy);
-	return ClaimComplete(job->id, job->attempt, run->result, true, &completion_busy);
 }
 
 /*
@@ -343,9 +330,9 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	run.rettype = job->rettype;
 	run.payload = job->payload;
 	run.timeout_ms = job->timeout_ms;
-	run.on_success = CompleteJob;
-	run.on_success_arg = job;
-	completion_busy = false;
+	run.tid = job->tid;
+	run.completions = batch_completions;
+	run.completions_cxt = completions_cxt;
 	if (OidIsValid(job->handler))
 		RunSqlHandler(&run);
 	else
@@ -369,16 +356,16 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	else if (run.fenced)
 	{
 		/* not ours any more, or another transaction held the row */
-		if (completion_busy)
+		if (run.completion_busy)
 			SettleLater(job->id, job->attempt, NULL);
 	}
 	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
-		(void) ClaimRelease(job->id, job->attempt);
+		(void) StoreRelease(job->id, job->attempt);
 	else
 	{
 		bool		busy = false;
 
-		(void) ClaimFail(job->id, job->attempt, run.message, run.error_class,
+		(void) StoreFail(job->id, job->attempt, run.message, run.error_class,
 						 run.sqlstate, run.detail, &busy);
 		if (busy)
 			SettleLater(job->id, job->attempt, &run);
@@ -444,15 +431,15 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 		if (version != queues_version_seen ||
 			TimestampDifferenceExceeds(queues_refreshed_at, now, QUEUE_REFRESH_MS))
 		{
-			ClaimRefreshQueues();
+			QueueCacheRefresh();
 			queues_refreshed_at = now;
 			queues_version_seen = version;
 			refreshed = true;
 		}
-		nqueues = ClaimQueueCount();
+		nqueues = QueueCacheCount();
 		for (k = 0; hint != 0 && k < nqueues; k++)
 		{
-			if (ClaimQueue(k)->name_hash == hint)
+			if (QueueCacheGet(k)->name_hash == hint)
 				hinted = k;
 		}
 		/* the hinted queue, then the others round robin (skipping it) */
@@ -465,10 +452,10 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 
 			if (k >= 0 && qi == hinted)
 				continue;
-			q = ClaimQueue(qi);
+			q = QueueCacheGet(qi);
 			spicxt = MemoryContextSwitchTo(cxt);
 			t0 = GetCurrentTimestamp();
-			nclaimed += ClaimJobs(q, want - nclaimed, my_slot->token,
+			nclaimed += StoreClaimJobs(q, want - nclaimed, my_slot->token,
 								  worker_name, &jobs[nclaimed], &claim_busy);
 			claim_us += (long) (GetCurrentTimestamp() - t0);
 			my_slot->claims++;
@@ -492,7 +479,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	empty_claim_seq = seq;
 	for (k = 0; k < nqueues && empty_claim_valid; k++)
 	{
-		if (ClaimQueue(k)->limited)
+		if (QueueCacheGet(k)->limited)
 			empty_claim_valid = false;
 	}
 
@@ -500,7 +487,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	if (TimestampDifferenceExceeds(recovered_at, GetCurrentTimestamp(),
 								   RECOVERY_INTERVAL_MS))
 	{
-		(void) ClaimRecoverLost();
+		(void) StoreRecoverLost();
 		recovered_at = GetCurrentTimestamp();
 	}
 
@@ -515,7 +502,7 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	{
 		TimestampTz t0 = GetCurrentTimestamp();
 
-		next_due_at = ClaimNextDue();
+		next_due_at = QueueCacheNextDue();
 		claim_us += (long) (GetCurrentTimestamp() - t0);
 		if (claim_busy)
 		{
@@ -582,7 +569,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 		{
 			BeginJobTransaction(false);
 			for (; i < njobs; i++)
-				(void) ClaimRelease(jobs[i].id, jobs[i].attempt);
+				(void) StoreRelease(jobs[i].id, jobs[i].attempt);
 			EndJobTransaction(true);
 			return;
 		}
@@ -593,7 +580,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 		{
 			SettleForget();
 			BeginJobTransaction(false);
-			(void) ClaimFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
+			(void) StoreFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
 							 unpack_sql_state(edata->sqlerrcode), edata->detail, NULL);
 			EndJobTransaction(true);
 			FreeErrorData(edata);
@@ -678,7 +665,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 		if (shutdown_requested)
 		{
 			for (; ran < njobs; ran++)
-				(void) ClaimRelease(jobs[ran].id, jobs[ran].attempt);
+				(void) StoreRelease(jobs[ran].id, jobs[ran].attempt);
 			break;
 		}
 		if (ran > 0 && TimestampDifferenceExceeds(batch_start, GetCurrentTimestamp(),
@@ -696,7 +683,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	}
 	RunSqlBatchEnd();
 	batch_completions = NULL;
-	ClaimRecordCompleted(&completions);
+	StoreRecordCompleted(&completions);
 	empty_claim_valid = false;
 	if (ran == njobs && !shutdown_requested && !ClaimPaused())
 		*nnext = ClaimNextInBatch(next, next_cxt);

@@ -262,13 +262,15 @@ extern bool JobqReadQueue(const char *queue, struct SnapshotData *snapshot,
 /* ---- ddl_guard.c ---- */
 extern void JobqInstallUtilityHook(void);
 
-/* ---- claim.c ---- */
+/* ---- kept_plans.c ---- */
 struct _SPI_plan;
 extern struct _SPI_plan *JobqKeptPlan(struct _SPI_plan **plan, const char *sql,
 									  int nargs, Oid *argtypes);
+extern void JobqExecPlan(struct _SPI_plan *plan, Datum *values, const char *nulls,
+						 int expect, long count);
 extern void JobqReplanIfResized(void);
 
-/* ---- caller.c ---- */
+/* ---- owner_switch.c ---- */
 
 /* Saved user id while an entry point runs as the extension owner. */
 typedef struct JobqRoleSwitch

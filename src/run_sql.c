@@ -6,10 +6,11 @@
  *	  turning any error into data instead of killing the executor.
  *
  * The caller has a transaction open with an active snapshot.  On success the
- * handler's writes stay in that transaction, to commit together with the
- * job's completion; on error the subtransaction is rolled back, so a failed
- * attempt leaves no writes behind (the caller then records the failure in
- * the same outer transaction).
+ * job's completion is recorded through the job store inside the same
+ * subtransaction (store_complete.c), so the handler's writes and the
+ * completion commit together or not at all; on error the subtransaction is
+ * rolled back, so a failed attempt leaves no writes behind (the caller then
+ * records the failure in the same outer transaction).
  *
  * Why a timer and not just the statement_timeout setting: the timer is armed
  * by the client protocol path (start_xact_command), which SPI and direct
@@ -33,8 +34,8 @@
  * interrupt ends its executor: the tick notes the job in the executor's
  * slot and raises a process termination, which no handler can catch (a
  * FATAL error).  The executor's transaction rolls back, with the other jobs
- * of its batch; lost-job recovery (claim.c) records the noted job with its
- * interrupt's class and releases the others without using an attempt, and
+ * of its batch; lost-job recovery (store_outcome.c) records the noted job
+ * with its interrupt's class and releases the others without using an attempt, and
  * the launcher starts a new executor.
  *
  * Role switch: SetUserIdAndSecContext inside the subtransaction, so an error
@@ -348,6 +349,138 @@ ForgetSessionState(Oid owner)
 	previous_owner = owner;
 }
 
+/*
+ * Set up the handler call inside the job's subtransaction: the job's role
+ * in a security-restricted operation, its search_path and timeout, and
+ * jobq's interrupt tick.  Returns the GUC nest level to undo at the end.
+ */
+static int
+EnterJob(JobqSqlRun *run, int save_sec_context, TimestampTz started)
+{
+	int			save_nestlevel;
+
+	/*
+	 * Deferred constraints are checked at the end of each statement
+	 * (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger would fire at
+	 * the batch's commit, long after the role switch below is undone,
+	 * and the restricted operation refuses to queue one.  Per job, so a
+	 * job's own SET CONSTRAINTS does not reach the next.
+	 */
+	{
+		ConstraintsSetStmt immediate;
+
+		memset(&immediate, 0, sizeof(immediate));
+		immediate.type = T_ConstraintsSetStmt;
+		immediate.constraints = NIL;
+		immediate.deferred = false;
+		AfterTriggerSetState(&immediate);
+	}
+
+	/*
+	 * A security-restricted operation, as PostgreSQL runs maintenance
+	 * commands on behalf of a table owner: the handler's code may not
+	 * leave anything that runs later as the executor's superuser (a
+	 * deferred trigger firing at the batch's commit, a temp table's
+	 * trigger, a WITH HOLD cursor) or that a later job of another owner
+	 * would meet (temp objects, LISTEN).
+	 */
+	SetUserIdAndSecContext(run->owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", JOBQ_HANDLER_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (run->timeout_ms > 0)
+	{
+		char		buf[32];
+
+		/* visible to the handler as SHOW statement_timeout */
+		snprintf(buf, sizeof(buf), "%lld", (long long) run->timeout_ms);
+		(void) set_config_option("statement_timeout", buf,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+
+	running_attempt = run->attempt;
+	running_deadline = run->timeout_ms > 0 ?
+		TimestampTzPlusMilliseconds(started, Min(run->timeout_ms, PG_INT32_MAX)) : 0;
+	interrupted_at = 0;
+	interrupt_reason = JOBQ_INTERRUPT_NONE;
+	running_job_id = run->job_id;
+	if (run->timeout_ms > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT,
+							 (int) Min(run->timeout_ms, PG_INT32_MAX));
+	enable_timeout_every(tick_timeout,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TICK_MS),
+						 TICK_MS);
+	/* a cancel may have been posted before we started */
+	TickHandler();
+	CHECK_FOR_INTERRUPTS();
+	return save_nestlevel;
+}
+
+/*
+ * The class of a caught error: jobq's own interrupt names it (a shutdown
+ * releases the job: NULL), else the error rules decide (NULL), unless it
+ * is a query cancel at the job's time limit.
+ */
+static const char *
+InterruptClass(JobqSqlRun *run, ErrorData *edata, TimestampTz started)
+{
+	if (run->interrupt == JOBQ_INTERRUPT_CANCEL)
+		return "cancelled";
+	else if (run->interrupt == JOBQ_INTERRUPT_SHUTDOWN)
+		return NULL;	/* released, not failed */
+	else if (run->interrupt == JOBQ_INTERRUPT_TIMEOUT)
+		return "timeout";
+	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			 run->timeout_ms > 0 &&
+			 TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
+										(int) Min(run->timeout_ms - 1, PG_INT32_MAX)))
+	{
+		/* our timer fired (the message may be translated: use time) */
+		return "timeout";
+	}
+	return NULL;
+}
+
+/*
+ * The handler returned: stop the timers.  A handler that returns after
+ * jobq interrupted it (it caught the query cancel), or at its time limit,
+ * has not succeeded: that is an error, in its subtransaction.
+ */
+static void
+LeaveJobCall(void)
+{
+	if (interrupt_reason == JOBQ_INTERRUPT_NONE &&
+		get_timeout_indicator(STATEMENT_TIMEOUT, false))
+		interrupt_reason = JOBQ_INTERRUPT_TIMEOUT;
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_timeout(tick_timeout, false);
+	running_job_id = 0;
+	if (interrupt_reason != JOBQ_INTERRUPT_NONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("the handler returned after jobq interrupted it (%s): its result is discarded",
+						interrupt_reason == JOBQ_INTERRUPT_CANCEL ? "cancelled" :
+						interrupt_reason == JOBQ_INTERRUPT_SHUTDOWN ? "shutdown grace over" :
+						"timeout"),
+				 errhint("A handler must not catch query_canceled: jobq uses it to stop a job at its timeout, cancel or shutdown.")));
+}
+
+/* The completion of a handler that succeeded (see JobqSqlRun). */
+static bool
+RecordCompletion(JobqSqlRun *run)
+{
+	if (run->completions != NULL)
+		return StoreTakeCompleted(run->job_id, run->attempt, &run->tid, run->result,
+								  true, run->completions, run->completions_cxt,
+								  &run->completion_busy);
+	return StoreComplete(run->job_id, run->attempt, run->result, true,
+						 &run->completion_busy);
+}
+
 void
 RunSqlHandler(JobqSqlRun *run)
 {
@@ -359,6 +492,7 @@ RunSqlHandler(JobqSqlRun *run)
 
 	run->ok = false;
 	run->fenced = false;
+	run->completion_busy = false;
 	run->result = NULL;
 	run->error_class = NULL;
 	run->sqlstate[0] = '\0';
@@ -389,85 +523,14 @@ RunSqlHandler(JobqSqlRun *run)
 
 		GetUserIdAndSecContext(&save_userid, &save_sec_context);
 
-		/*
-		 * Deferred constraints are checked at the end of each statement
-		 * (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger would fire at
-		 * the batch's commit, long after the role switch below is undone,
-		 * and the restricted operation refuses to queue one.  Per job, so a
-		 * job's own SET CONSTRAINTS does not reach the next.
-		 */
-		{
-			ConstraintsSetStmt immediate;
-
-			memset(&immediate, 0, sizeof(immediate));
-			immediate.type = T_ConstraintsSetStmt;
-			immediate.constraints = NIL;
-			immediate.deferred = false;
-			AfterTriggerSetState(&immediate);
-		}
-
-		/*
-		 * A security-restricted operation, as PostgreSQL runs maintenance
-		 * commands on behalf of a table owner: the handler's code may not
-		 * leave anything that runs later as the executor's superuser (a
-		 * deferred trigger firing at the batch's commit, a temp table's
-		 * trigger, a WITH HOLD cursor) or that a later job of another owner
-		 * would meet (temp objects, LISTEN).
-		 */
-		SetUserIdAndSecContext(run->owner,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		save_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", JOBQ_HANDLER_SEARCH_PATH,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		if (run->timeout_ms > 0)
-		{
-			char		buf[32];
-
-			/* visible to the handler as SHOW statement_timeout */
-			snprintf(buf, sizeof(buf), "%lld", (long long) run->timeout_ms);
-			(void) set_config_option("statement_timeout", buf,
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-		}
-
-		running_attempt = run->attempt;
-		running_deadline = run->timeout_ms > 0 ?
-			TimestampTzPlusMilliseconds(started, Min(run->timeout_ms, PG_INT32_MAX)) : 0;
-		interrupted_at = 0;
-		interrupt_reason = JOBQ_INTERRUPT_NONE;
-		running_job_id = run->job_id;
-		if (run->timeout_ms > 0)
-			enable_timeout_after(STATEMENT_TIMEOUT,
-								 (int) Min(run->timeout_ms, PG_INT32_MAX));
-		enable_timeout_every(tick_timeout,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TICK_MS),
-							 TICK_MS);
-		/* a cancel may have been posted before we started */
-		TickHandler();
-		CHECK_FOR_INTERRUPTS();
+		save_nestlevel = EnterJob(run, save_sec_context, started);
 
 		InitFunctionCallInfoData(*fcinfo, run->flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = JsonbPGetDatum(run->payload);
 		fcinfo->args[0].isnull = false;
 		value = FunctionCallInvoke(fcinfo);
 
-		/* interrupted (and not stopped by it), or at its limit: not a success */
-		if (interrupt_reason == JOBQ_INTERRUPT_NONE &&
-			get_timeout_indicator(STATEMENT_TIMEOUT, false))
-			interrupt_reason = JOBQ_INTERRUPT_TIMEOUT;
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		disable_timeout(tick_timeout, false);
-		running_job_id = 0;
-		if (interrupt_reason != JOBQ_INTERRUPT_NONE)
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("the handler returned after jobq interrupted it (%s): its result is discarded",
-							interrupt_reason == JOBQ_INTERRUPT_CANCEL ? "cancelled" :
-							interrupt_reason == JOBQ_INTERRUPT_SHUTDOWN ? "shutdown grace over" :
-							"timeout"),
-					 errhint("A handler must not catch query_canceled: jobq uses it to stop a job at its timeout, cancel or shutdown.")));
+		LeaveJobCall();
 
 		run->result = ResultToJsonb(value, fcinfo->isnull, run->rettype);
 		CloseJobsOpenObjects();
@@ -481,7 +544,7 @@ RunSqlHandler(JobqSqlRun *run)
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
 		/* the completion commits with the handler's writes, or neither does */
-		if (run->on_success != NULL && !run->on_success(run, run->on_success_arg))
+		if (!RecordCompletion(run))
 		{
 			run->fenced = true;
 			RollbackAndReleaseCurrentSubTransaction();
@@ -532,20 +595,7 @@ RunSqlHandler(JobqSqlRun *run)
 		run->message = edata->message ? pstrdup(edata->message) : pstrdup("");
 		run->detail = edata->detail ? pstrdup(edata->detail) : NULL;
 
-		if (run->interrupt == JOBQ_INTERRUPT_CANCEL)
-			run->error_class = "cancelled";
-		else if (run->interrupt == JOBQ_INTERRUPT_SHUTDOWN)
-			run->error_class = NULL;	/* released, not failed */
-		else if (run->interrupt == JOBQ_INTERRUPT_TIMEOUT)
-			run->error_class = "timeout";
-		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-				 run->timeout_ms > 0 &&
-				 TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
-											(int) Min(run->timeout_ms - 1, PG_INT32_MAX)))
-		{
-			/* our timer fired (the message may be translated: use time) */
-			run->error_class = "timeout";
-		}
+		run->error_class = InterruptClass(run, edata, started);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();

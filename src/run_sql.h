@@ -16,6 +16,8 @@
 #include "fmgr.h"
 #include "utils/jsonb.h"
 
+#include "job_store.h"
+
 /* Why a handler was interrupted by jobq itself. */
 typedef enum JobqInterrupt
 {
@@ -49,13 +51,16 @@ typedef struct JobqSqlRun
 	int64		timeout_ms;
 
 	/*
-	 * Called after the handler returned, still inside its subtransaction,
-	 * as the executor's own role: records the completion.  False means the
-	 * job may not complete (cancelled, lease lost): the subtransaction, with
-	 * the handler's writes, is rolled back and fenced is set.
+	 * The completion, recorded after the handler returned, still inside its
+	 * subtransaction, as the executor's own role (both commit or neither):
+	 * into completions (the batch's, StoreTakeCompleted) when set, else at
+	 * once (StoreComplete).  tid: where the claim put the row.  When the
+	 * job may not complete (cancelled, lease lost), the subtransaction,
+	 * with the handler's writes, is rolled back and fenced is set.
 	 */
-	bool		(*on_success) (struct JobqSqlRun *run, void *arg);
-	void	   *on_success_arg;
+	ItemPointerData tid;
+	JobqCompletions *completions;
+	MemoryContext completions_cxt;
 
 	/*
 	 * On success, leave the job's subtransaction open (the caller releases
@@ -67,6 +72,8 @@ typedef struct JobqSqlRun
 	/* outputs */
 	bool		ok;				/* handler succeeded and completion recorded */
 	bool		fenced;			/* handler succeeded, completion refused */
+	bool		completion_busy;	/* fenced because another transaction
+									 * held the row: settle it later */
 	Jsonb	   *result;			/* NULL: no result */
 	const char *error_class;	/* NULL: let the error rules decide */
 	char		sqlstate[6];

@@ -8,8 +8,8 @@
  * The holder is typically a user's jobq.cancel not committed yet.  An
  * executor never waits for such a lock inside a batch: it holds the rows of
  * the whole batch, and the holder may be waiting for one of them, a deadlock
- * that could cost the batch its finished work.  So ClaimComplete and
- * ClaimFail skip the row (their busy argument) and the job's subtransaction,
+ * that could cost the batch its finished work.  So StoreComplete and
+ * StoreFail skip the row (their busy argument) and the job's subtransaction,
  * with the handler's writes, rolls back.  The executor keeps the outcome
  * here (SettleLater) and, once the batch has committed, records it in a
  * transaction holding nothing else (SettleInTransaction), waiting as long
@@ -23,7 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "job_store.h"
 #include "settle.h"
 
 #include "utils/memutils.h"
@@ -97,10 +97,10 @@ SettleInTransaction(void)
 		ContendedJob *c = &contended[i];
 
 		if (c->failed)
-			(void) ClaimFail(c->id, c->attempt, c->message, c->error_class,
+			(void) StoreFail(c->id, c->attempt, c->message, c->error_class,
 							 c->sqlstate, c->detail, NULL);
 		else
-			(void) ClaimRelease(c->id, c->attempt);
+			(void) StoreRelease(c->id, c->attempt);
 	}
 	SettleForget();
 }

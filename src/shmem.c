@@ -21,7 +21,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "claim_floor.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -468,7 +468,7 @@ JobqNewToken(void)
 
 /*
  * jobq._live_executor_tokens() RETURNS bigint[]: the tokens of this
- * database's attached executors, read now (see ClaimRecoverLost for why
+ * database's attached executors, read now (see StoreRecoverLost for why
  * the moment matters).
  */
 Datum
@@ -490,7 +490,7 @@ jobq_live_executor_tokens(PG_FUNCTION_ARGS)
 				slot->pid != 0)
 				elems[n++] = Int64GetDatum(slot->token);
 		}
-		/* an ended executor's noted job is settled apart (ClaimRecoverLost) */
+		/* an ended executor's noted job is settled apart (StoreRecoverLost) */
 		for (i = 0; i < JOBQ_MAX_ENDED_JOBS; i++)
 			if (jobq_shared->ended[i].dboid == MyDatabaseId)
 				elems[n++] = Int64GetDatum(jobq_shared->ended[i].token);

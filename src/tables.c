@@ -3,7 +3,7 @@
  * tables.c
  *	  Finding jobq's own tables and columns, and reading one queue's row,
  *	  for the paths that use the table access method directly (submit,
- *	  claim_heap.c, the direct completion, bulk_insert.c).
+ *	  store_claim_direct.c, the direct completion, bulk_insert.c).
  *
  * Nothing here is cached across calls: a client backend outlives DROP and
  * CREATE EXTENSION, and these lookups are syscache hits.
@@ -14,7 +14,6 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"

@@ -33,7 +33,7 @@
  * between vacuums doubles (up to a minute); it drops back to a second as
  * soon as one works.
  *
- * Claims by external workers count too (ClaimExecute), and wake an executor
+ * Claims by external workers count too (StoreClaim), and wake an executor
  * when they cross the threshold.  With jobq.workers = 0 nobody vacuums but
  * autovacuum.
  *

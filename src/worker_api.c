@@ -10,12 +10,12 @@
  * the claim) a claim cost several times a one-row UPDATE.  Here the common
  * case -- valid arguments, an unlimited queue -- is one queue lookup, one
  * index probe for expired leases and the claim statement the executors run
- * (ClaimExecute), all kept plans.  Everything else (bad arguments, unknown
+ * (StoreClaim), all kept plans.  Everything else (bad arguments, unknown
  * queue, concurrency or rate limits) still goes through jobq._claim, so
  * its errors and its serialisation of limited queues are unchanged.
  *
  * Both run as the extension owner, like the SECURITY DEFINER functions they
- * replace (see caller.c for the role switch).
+ * replace (see owner_switch.c for the role switch).
  *
  * IDENTIFICATION
  *	  src/worker_api.c
@@ -23,7 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "job_store.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -48,7 +48,7 @@ PG_FUNCTION_INFO_V1(jobq_complete);
 
 static SPIPlanPtr plan_recover_expired = NULL;
 
-/* Claim order of SPI_tuptable rows (columns of ClaimExecute). */
+/* Claim order of SPI_tuptable rows (columns of StoreClaim). */
 static bool
 FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused)
 {
@@ -162,7 +162,7 @@ jobq_claim(PG_FUNCTION_ARGS)
 		bool		busy = false;	/* a worker that got nothing asks again */
 
 		RecoverExpiredLeases();
-		n = ClaimExecute(queue, false, max_jobs, lease, worker, 0, true,
+		n = StoreClaim(queue, false, max_jobs, lease, worker, 0, true,
 						 rows, CurrentMemoryContext, &busy);
 	}
 	else
@@ -187,8 +187,8 @@ jobq_claim(PG_FUNCTION_ARGS)
 								  5, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "jobq: claim failed");
 		rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
-		n = ClaimRowsFromSPI(rows, CurrentMemoryContext);
-		ClaimReportClaimed(queue, rows, n, false);
+		n = StoreClaimRowsFromSPI(rows, CurrentMemoryContext);
+		StoreReportClaimed(queue, rows, n, false);
 	}
 
 	/* already in claim order */
@@ -211,7 +211,7 @@ jobq_claim(PG_FUNCTION_ARGS)
 
 /*
  * jobq.complete(id bigint, attempt int, result jsonb) RETURNS boolean:
- * the fenced completion the executors use (ClaimComplete).
+ * the fenced completion the executors use (StoreComplete).
  */
 Datum
 jobq_complete(PG_FUNCTION_ARGS)
@@ -226,8 +226,8 @@ jobq_complete(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	JobqReplanIfResized();
-	/* an external caller may end external leases only (see ClaimComplete) */
-	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
+	/* an external caller may end external leases only (see StoreComplete) */
+	done = StoreComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
 						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), false, NULL);
 	SPI_finish();
 	RestoreCaller(&sw);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The entry points run as the extension's owner, which jobq keeps in a
-# backend-local cache (caller.c): after REASSIGN OWNED gives the extension
+# backend-local cache (owner_switch.c): after REASSIGN OWNED gives the extension
 # to another role and the old owner is dropped, a session that already used
 # jobq keeps working, as the new owner.
 set -euo pipefail

@@ -3,7 +3,7 @@
 -- index of running jobs look empty; a by-id statement or the lease-expiry
 -- probe that can use it then walks every running job (a claim took 1.6 ms
 -- with 9,000 leased jobs).  The statements below have the shapes of those
--- in src/claim.c, src/worker_api.c and jobq._fail/_release/_recover_expired.
+-- in src/store_claim.c, src/worker_api.c and jobq._fail/_release/_recover_expired.
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * claim_heap.c
+ * store_claim_direct.c
  *	  The claim of an unlimited queue done with the table AM directly: an
  *	  index scan in claim order and a non-waiting heap update per job.
  *
@@ -29,12 +29,12 @@
  * runs the statement instead (JobqDirectAccess).
  *
  * IDENTIFICATION
- *	  src/claim_heap.c
+ *	  src/store_claim_direct.c
  *
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "job_store.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -414,7 +414,7 @@ ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
 }
 
 int
-ClaimHeap(const char *queue, int max_jobs, Interval *lease, const char *worker,
+StoreClaimDirect(const char *queue, int max_jobs, Interval *lease, const char *worker,
 		  int64 token, bool token_null, TimestampTz due,
 		  JobqClaimRow *rows, MemoryContext cxt, bool *busy)
 {

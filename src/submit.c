@@ -1,40 +1,28 @@
 /*-------------------------------------------------------------------------
  *
- * caller.c
- *	  SQL-callable entry points that must know the calling role: submit,
- *	  submit_batch, submit_http, cancel and retry_now.
+ * submit.c
+ *	  jobq.submit, jobq.submit_batch and jobq.submit_http: the job store's
+ *	  insert of new jobs, directly through the table AM or through SQL.
  *
- * Why C: a job runs with the privileges of the role that submitted it, so
- * the submitter must be captured with GetUserId() before any change of user.
- * Inside a SECURITY DEFINER function current_user is the definer, and a
- * caller-supplied role would be a lie waiting to happen (pg_cron
- * job_metadata.c:ScheduleCronJob does the same).
- *
- * Each entry point:
- *	 1. captures the caller (GetUserId()) and validates its arguments;
- *	 2. switches to the extension owner with SetUserIdAndSecContext(...,
- *		SECURITY_LOCAL_USERID_CHANGE): the caller has no privilege on jobq's
- *		tables, and RLS does not apply to their owner;
- *	 3. runs kept SPI plans (prepared once per backend, SPI_keepplan);
- *	 4. switches back.
- * On ERROR nothing has to be restored by hand: transaction and
- * subtransaction abort reset the user id and security context to the values
- * saved when the (sub)transaction started (xact.c AbortTransaction,
- * AbortSubTransaction), which is also how a plpgsql EXCEPTION block catching
- * our error gets its caller back.
+ * The submitter is captured before anything else (owner_switch.c): the
+ * job runs with its privileges.  Jobs without a unique_key are written
+ * through the table AM (bulk_insert.c) unless jobq.direct_access is off;
+ * with one, or with it off, through INSERT statements that write the same
+ * columns.  Every writer of a pending job notes its claim-order key
+ * (claim_floor.c).
  *
  * Every SQL text below schema-qualifies tables, functions and operators:
  * it is parsed with the caller's search_path on first use and then runs as
  * the extension owner.
  *
  * IDENTIFICATION
- *	  src/caller.c
+ *	  src/submit.c
  *
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
 #include "bulk_insert.h"
-#include "claim.h"
+#include "claim_floor.h"
 #include "submit_options.h"
 
 #include "access/detoast.h"
@@ -70,9 +58,6 @@
 PG_FUNCTION_INFO_V1(jobq_submit);
 PG_FUNCTION_INFO_V1(jobq_submit_batch);
 PG_FUNCTION_INFO_V1(jobq_submit_http);
-PG_FUNCTION_INFO_V1(jobq_cancel);
-PG_FUNCTION_INFO_V1(jobq_retry_now);
-
 
 /* What submit needs to know about a queue. */
 typedef struct JobqQueueInfo
@@ -91,120 +76,9 @@ static SPIPlanPtr plan_find_unique = NULL;
 static SPIPlanPtr plan_insert_batch = NULL;
 static SPIPlanPtr plan_http_payload = NULL;
 static SPIPlanPtr plan_check_http = NULL;
-static SPIPlanPtr plan_cancel = NULL;
-static SPIPlanPtr plan_retry_now = NULL;
 
 /* How often submit retries when a conflicting unique_key vanished meanwhile. */
 #define JOBQ_UNIQUE_RETRIES 10
-
-/*
- * JobqExtensionOwner
- *		The owner of the jobq extension in this database: the role the
- *		entry points switch to.  Errors out when jobq is not installed.
- *
- * pg_extension has no syscache: reading it is an index scan, a
- * noticeable part of a submit.  So the answer is kept, together with what would change when it
- * does: REASSIGN OWNED changes the owner of the extension and of its tables
- * alike, and DROP/CREATE EXTENSION makes new tables.  jobs_active's OID and
- * owner come from the syscache, which is invalidated as it should be: while
- * both are unchanged, and the table still belongs to the extension's owner
- * (someone may have given it to another role: then pg_extension is read
- * every time), so is the extension's owner.
- */
-static Oid	owner_cache_relid = InvalidOid;
-static Oid	owner_cache_relowner = InvalidOid;
-static Oid	owner_cache_extowner = InvalidOid;
-
-static Oid
-ReadExtensionOwner(void)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			owner = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(JOBQ_EXTENSION_NAME));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return owner;
-}
-
-Oid
-JobqExtensionOwner(void)
-{
-	Oid			nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("jobs_active", nsp) : InvalidOid;
-	Oid			relowner = InvalidOid;
-	Oid			owner;
-
-	if (OidIsValid(relid))
-	{
-		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-
-		if (HeapTupleIsValid(tup))
-		{
-			relowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-			ReleaseSysCache(tup);
-		}
-	}
-	/* only while jobs_active belongs to the extension's owner, as made */
-	if (OidIsValid(relowner) && relid == owner_cache_relid &&
-		relowner == owner_cache_relowner && relowner == owner_cache_extowner)
-		return owner_cache_extowner;
-
-	owner = ReadExtensionOwner();
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"%s\" is not installed in this database",
-						JOBQ_EXTENSION_NAME),
-				 errhint("Run CREATE EXTENSION %s.", JOBQ_EXTENSION_NAME)));
-	owner_cache_relid = relid;
-	owner_cache_relowner = relowner;
-	owner_cache_extowner = owner;
-	return owner;
-}
-
-/*
- * Capture the caller, then become the extension owner.  Nothing to undo on
- * ERROR (see the file header).
- */
-void
-BecomeOwner(JobqRoleSwitch *sw)
-{
-	Oid			owner;
-
-	sw->caller = GetUserId();
-	owner = JobqExtensionOwner();
-	GetUserIdAndSecContext(&sw->save_userid, &sw->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   sw->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-RestoreCaller(JobqRoleSwitch *sw)
-{
-	SetUserIdAndSecContext(sw->save_userid, sw->save_sec_context);
-}
-
-
-static void
-ExecOrError(SPIPlanPtr plan, Datum *values, const char *nulls, int expect,
-			long count)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, count);
-
-	if (rc != expect)
-		elog(ERROR, "jobq: SPI_execute_plan returned %s",
-			 SPI_result_code_string(rc));
-}
 
 /*
  * Take the lock a job insert takes anyway, before the queue is looked up:
@@ -315,7 +189,7 @@ CheckHttpPayload(Datum payload)
 	plan = JobqKeptPlan(&plan_check_http,
 					"SELECT jobq._check_http_payload($1)", 1, argtypes);
 	values[0] = payload;
-	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
+	JobqExecPlan(plan, values, NULL, SPI_OK_SELECT, 1);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		elog(ERROR, "jobq: _check_http_payload returned NULL");
@@ -457,7 +331,7 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8) "
 						"RETURNING id",
 						8, argtypes);
-		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+		JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -475,7 +349,7 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 						"ON CONFLICT (queue, unique_key, unique_owner) WHERE unique_key IS NOT NULL "
 						"DO NOTHING RETURNING id",
 						10, argtypes);
-		ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+		JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 		if (SPI_processed == 1)
 			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1,
@@ -490,7 +364,7 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 		find_values[0] = values[0];
 		find_values[1] = unique_key;
 		find_values[2] = values[9];
-		ExecOrError(plan, find_values, NULL, SPI_OK_SELECT, 1);
+		JobqExecPlan(plan, find_values, NULL, SPI_OK_SELECT, 1);
 		if (SPI_processed == 1)
 			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1,
@@ -615,7 +489,7 @@ jobq_submit_http(PG_FUNCTION_ARGS)
 	plan = JobqKeptPlan(&plan_http_payload,
 					"SELECT jobq._http_payload($1, $2, $3, $4, $5, $6)",
 					6, argtypes);
-	ExecOrError(plan, values, nulls, SPI_OK_SELECT, 1);
+	JobqExecPlan(plan, values, nulls, SPI_OK_SELECT, 1);
 	payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 							&isnull);
 	if (isnull)
@@ -795,7 +669,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	values[6] = ObjectIdGetDatum(sw.caller);
 	values[7] = opt.handler ? CStringGetTextDatum(opt.handler) : (Datum) 0;
 	nulls[7] = opt.handler ? ' ' : 'n';
-	ExecOrError(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
+	JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 	ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
 
 	for (i = 0; i < SPI_processed; i++)
@@ -813,109 +687,4 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	SPI_finish();
 	RestoreCaller(&sw);
 	return (Datum) 0;
-}
-
-/*
- * jobq.cancel(id bigint) RETURNS boolean: true when the job was pending or
- * running and is now cancelled, false when it was already final.  Only the
- * job's owner or a member of jobq_admin (checked by jobq._cancel against
- * the captured caller).
- */
-Datum
-jobq_cancel(PG_FUNCTION_ARGS)
-{
-	int64		id = PG_GETARG_INT64(0);
-	JobqRoleSwitch sw;
-	Oid			argtypes[2] = {INT8OID, REGROLEOID};
-	Datum		values[2];
-	bool		isnull;
-	bool		cancelled;
-	bool		on_executor;
-	SPIPlanPtr	plan;
-
-	BecomeOwner(&sw);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "jobq: SPI_connect failed");
-	plan = JobqKeptPlan(&plan_cancel,
-					"SELECT c.cancelled, c.claimed_by IS NOT NULL "
-					"FROM jobq._cancel($1, $2) c",
-					2, argtypes);
-	values[0] = Int64GetDatum(id);
-	values[1] = ObjectIdGetDatum(sw.caller);
-	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
-	cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	on_executor = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 2, &isnull));
-	SPI_finish();
-	RestoreCaller(&sw);
-
-	if (cancelled && on_executor)
-		JobqCancelAtCommit(id);	/* interrupts the handler at our commit */
-	PG_RETURN_BOOL(cancelled);
-}
-
-/*
- * jobq.retry_now(id bigint) RETURNS boolean: a pending job whose run_at is
- * in the future (backoff, or scheduled) becomes due now.  False when the
- * job is running or final.  Owner or jobq_admin.
- */
-Datum
-jobq_retry_now(PG_FUNCTION_ARGS)
-{
-	int64		id = PG_GETARG_INT64(0);
-	JobqRoleSwitch sw;
-	Oid			argtypes[2] = {INT8OID, REGROLEOID};
-	Datum		values[2];
-	bool		isnull;
-	bool		done;
-	SPIPlanPtr	plan;
-
-	BecomeOwner(&sw);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "jobq: SPI_connect failed");
-	plan = JobqKeptPlan(&plan_retry_now, "SELECT jobq._retry_now($1, $2)",
-					2, argtypes);
-	values[0] = Int64GetDatum(id);
-	values[1] = ObjectIdGetDatum(sw.caller);
-	ExecOrError(plan, values, NULL, SPI_OK_SELECT, 1);
-	done = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	RestoreCaller(&sw);
-
-	if (done)
-		JobqWakeAtCommit();
-	PG_RETURN_BOOL(done);
-}
-
-PG_FUNCTION_INFO_V1(jobq_wake_at_commit);
-
-/*
- * jobq._wake_at_commit() RETURNS void: for SQL-only paths that make a job
- * due (jobq.requeue_dead).
- */
-Datum
-jobq_wake_at_commit(PG_FUNCTION_ARGS)
-{
-	JobqWakeAtCommit();
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(jobq_queues_changed);
-
-/*
- * jobq._queues_changed() RETURNS trigger: statement trigger on jobq.queues.
- * At commit, executors learn that their cached queue list is stale
- * (jobq_shared->queues_version), whoever changed the table and however.
- */
-Datum
-jobq_queues_changed(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("jobq._queues_changed() must be called as a trigger")));
-	JobqQueuesChangedAtCommit();
-	return PointerGetDatum(NULL);
 }

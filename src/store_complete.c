@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * complete.c
+ * store_complete.c
  *	  Fenced completion: a job leaves jobq.jobs_active for jobq.jobs_final
  *	  with its attempt row, only while (id, attempt) is still its running
  *	  lease.  For executors (a batch's jobs: the delete inside each job's
@@ -9,12 +9,12 @@
  *	  the equivalent SQL statements when jobq.direct_access is off.
  *
  * IDENTIFICATION
- *	  src/complete.c
+ *	  src/store_complete.c
  *
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
-#include "claim.h"
+#include "job_store.h"
 #include "bulk_insert.h"
 
 #include "access/genam.h"
@@ -64,7 +64,7 @@ static Oid	jobs_active_array_type = InvalidOid;
  *
  * busy not NULL (an executor's own completion): never wait for another
  * transaction's lock on the row; instead return false with *busy set when
- * the lease may still be running (see ClaimLeaseRunning).  An executor that
+ * the lease may still be running (see StoreLeaseRunning).  An executor that
  * waited there, holding the rows of its whole batch, could deadlock with a
  * user's statement cancelling several jobs, and lose the batch.
  *
@@ -73,16 +73,16 @@ static Oid	jobs_active_array_type = InvalidOid;
  * refuses the others), and an executor claims the next job itself.
  */
 bool
-ClaimComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
+StoreComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
 			  bool *busy)
 {
 	JobqCompletions acc;
 
 	acc.n = 0;
-	if (!ClaimTakeCompleted(id, attempt, NULL, result, executor_lease, &acc,
+	if (!StoreTakeCompleted(id, attempt, NULL, result, executor_lease, &acc,
 							CurrentMemoryContext, busy))
 		return false;
-	ClaimRecordCompleted(&acc);
+	StoreRecordCompleted(&acc);
 	return true;
 }
 
@@ -174,7 +174,7 @@ SlotIsLease(TupleTableSlot *slot, int32 attempt, bool executor_lease)
 }
 
 /*
- * ClaimTakeCompleted's delete as a statement (jobq.direct_access off):
+ * StoreTakeCompleted's delete as a statement (jobq.direct_access off):
  * the deleted row (a flat composite datum in SPI's
  * memory), or 0 when the lease is no longer current.
  */
@@ -211,7 +211,7 @@ TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease, bool *busy)
 	if (SPI_processed != 1)
 	{
 		if (busy != NULL)
-			*busy = ClaimLeaseRunning(id, attempt);
+			*busy = StoreLeaseRunning(id, attempt);
 		return (Datum) 0;
 	}
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -221,7 +221,7 @@ TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease, bool *busy)
  * The first half of a batched completion, inside the job's subtransaction
  * (so it commits or rolls back with the handler's writes): the fenced
  * removal from jobs_active.  The row is kept in acc (copied into cxt) for
- * ClaimRecordCompleted.  False when the lease is no longer current.
+ * StoreRecordCompleted.  False when the lease is no longer current.
  *
  * This is the statement
  *     DELETE FROM jobq.jobs_active WHERE id = $1 AND attempt = $2
@@ -235,12 +235,12 @@ TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease, bool *busy)
  * quarter of an executor's time for a no-op job.  Semantics are READ
  * COMMITTED's, as the statement had them: a row locked by another
  * transaction (jobq.cancel holds it FOR UPDATE) is waited for, or with busy
- * not NULL skipped (*busy set, as in ClaimComplete); a row deleted
+ * not NULL skipped (*busy set, as in StoreComplete); a row deleted
  * meanwhile is not ours any more (fenced); a row updated meanwhile is
  * looked up again and its new version judged by the same test.
  */
 bool
-ClaimTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
+StoreTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 				   bool executor_lease, JobqCompletions *acc, MemoryContext cxt,
 				   bool *busy)
 {
@@ -385,7 +385,7 @@ ReportCompleted(Datum *avals, bool *anulls, int a_queue, int a_id, int a_attempt
 }
 
 /*
- * ClaimRecordCompleted through the table AM (bulk_insert.c): false, having
+ * StoreRecordCompleted through the table AM (bulk_insert.c): false, having
  * written nothing, when jobq.direct_access is off.
  */
 static bool
@@ -518,7 +518,7 @@ RecordCompletedDirect(JobqCompletions *acc)
  * jobq._attempt_finished, which report the events themselves).
  */
 void
-ClaimRecordCompleted(JobqCompletions *acc)
+StoreRecordCompleted(JobqCompletions *acc)
 {
 	Oid			argtypes[3];
 	Datum		values[3];
@@ -573,11 +573,11 @@ ClaimRecordCompleted(JobqCompletions *acc)
 /*
  * Is (id, attempt) still the job's running lease, as the latest commits
  * have it?  Read without a lock: for an executor that skipped a row
- * another transaction holds (ClaimComplete, ClaimFail with busy), to tell
+ * another transaction holds (StoreComplete, StoreFail with busy), to tell
  * "maybe still mine, settle it later" from "no longer mine".
  */
 bool
-ClaimLeaseRunning(int64 id, int32 attempt)
+StoreLeaseRunning(int64 id, int32 attempt)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
@@ -606,7 +606,7 @@ PG_FUNCTION_INFO_V1(jobq_complete_lease);
  * The C symbol of jobq._complete(id, attempt, result) in jobq 0.1.0, which
  * 0.2.0 drops.  The library keeps every symbol a released install script
  * names, so that CREATE EXTENSION jobq VERSION '0.1.0' followed by an
- * update works: it is ClaimComplete for an executor's lease, as it was.
+ * update works: it is StoreComplete for an executor's lease, as it was.
  */
 Datum
 jobq_complete_lease(PG_FUNCTION_ARGS)
@@ -617,7 +617,7 @@ jobq_complete_lease(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
-	done = ClaimComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
+	done = StoreComplete(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
 						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true, NULL);
 	SPI_finish();
 	PG_RETURN_BOOL(done);
