@@ -19,6 +19,7 @@
  */
 #include "jobq.h"
 #include "job_store.h"
+#include "breaker.h"
 #include "upkeep.h"
 #include "run_sql.h"
 #include "settle.h"
@@ -282,14 +283,20 @@ static JobqCompletions *batch_completions = NULL;
 static MemoryContext completions_cxt = NULL;
 
 
-/* Record the outcomes settle.c kept, now that the batch has committed. */
+/*
+ * Now that the batch has committed: record the outcomes settle.c kept, and
+ * write circuit breaker transitions to jobq.breakers (breaker.c).  Neither
+ * may wait for a row lock inside a batch.
+ */
 static void
 SettleNow(void)
 {
-	if (!SettlePending())
+	if (!SettlePending() && !BreakerPersistPending())
 		return;
 	BeginJobTransaction(false);
 	SettleInTransaction();
+	if (BreakerPersistPending())
+		BreakerPersist();
 	EndJobTransaction(true);
 }
 
@@ -475,7 +482,8 @@ ClaimRound(JobqClaimedJob *jobs, int want, MemoryContext cxt, bool first)
 	if (nqueues > 0)
 		rr_next = (rr_next + 1) % nqueues;
 
-	empty_claim_valid = (nclaimed == 0 && !claim_busy);
+	/* a held queue's jobs become claimable without a commit (its breaker) */
+	empty_claim_valid = (nclaimed == 0 && !claim_busy && !QueueCacheAnyHeld());
 	empty_claim_seq = seq;
 	for (k = 0; k < nqueues && empty_claim_valid; k++)
 	{
@@ -731,6 +739,8 @@ ProcessJobs(bool check_extension)
 	/* stopping: claiming now would only release the jobs again */
 	if (shutdown_requested)
 		return 0;
+	/* breaker transitions made by other processes meanwhile */
+	SettleNow();
 	burst_needs_recheck = false;
 	holding_jobs = true;
 	BeginJobTransaction(check_extension);

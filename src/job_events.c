@@ -5,8 +5,9 @@
  *	  jobs final (see job_events.h for the rule).
  *
  * What is attached today: the claim count that paces the executors'
- * VACUUM (upkeep.c), and per-database counts of each event in shared
- * memory (JobqDatabase.events), shown by jobq._job_events().  The counts
+ * VACUUM (upkeep.c), circuit breakers (breaker.c: outcomes), and
+ * per-database counts of each event in shared memory
+ * (JobqDatabase.events), shown by jobq._job_events().  The counts
  * are transactional: an event is counted when the transaction that made
  * the change commits (or is prepared), not at all when it or the
  * subtransaction that made it aborts, so they agree with the rows of
@@ -21,6 +22,7 @@
  */
 #include "jobq.h"
 #include "job_events.h"
+#include "breaker.h"
 #include "upkeep.h"
 
 #include "access/xact.h"
@@ -179,6 +181,7 @@ JobEventsReport(const JobqJobEvent *ev)
 {
 	Assert(ev->event >= 0 && ev->event < JOBQ_EVENT_COUNT);
 	Count(ev->event, 1);
+	BreakerNoteEvent(ev);
 }
 
 PG_FUNCTION_INFO_V1(jobq_job_event);
@@ -186,7 +189,7 @@ PG_FUNCTION_INFO_V1(jobq_job_event);
 /*
  * jobq._job_event(event text, queue text, job_id bigint, attempt integer,
  *				   owner oid, error_class text, started_at timestamptz,
- *				   finished_at timestamptz, retry_at timestamptz):
+ *				   finished_at timestamptz, retry_at timestamptz, error text):
  * the SQL half of the job store reports an event of one job
  * (attempt_<outcome>, final_<state>); NULLs for fields the event has not.
  */
@@ -219,6 +222,7 @@ jobq_job_event(PG_FUNCTION_ARGS)
 	ev.started_at = PG_ARGISNULL(6) ? 0 : PG_GETARG_TIMESTAMPTZ(6);
 	ev.finished_at = PG_ARGISNULL(7) ? 0 : PG_GETARG_TIMESTAMPTZ(7);
 	ev.retry_at = PG_ARGISNULL(8) ? 0 : PG_GETARG_TIMESTAMPTZ(8);
+	ev.message = PG_ARGISNULL(9) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(9));
 	JobEventsReport(&ev);
 	PG_RETURN_VOID();
 }

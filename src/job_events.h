@@ -39,7 +39,8 @@ typedef enum JobqEvent
  * One event of one job.  Which fields are set depends on the event:
  * job_id, attempt (the lease's), owner and queue always; started_at for
  * claimed and attempt_*; finished_at for attempt_* and final_*;
- * error_class for attempt_failed, attempt_snoozed and attempt_cancelled;
+ * error_class (and message) for attempt_failed, attempt_snoozed and
+ * attempt_cancelled;
  * retry_at for an attempt_failed or attempt_snoozed whose job is pending
  * again (0 otherwise: the job became final).  Strings are only borrowed.
  */
@@ -51,6 +52,7 @@ typedef struct JobqJobEvent
 	int32		attempt;
 	Oid			owner;
 	const char *error_class;
+	const char *message;		/* attempt_failed: the error */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	TimestampTz retry_at;

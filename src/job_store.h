@@ -83,7 +83,7 @@ typedef struct JobqCompletions
 extern int	StoreClaim(const char *queue, bool limited, int max_jobs,
 					   Interval *lease, const char *worker, int64 token,
 					   bool token_null, JobqClaimRow *rows, MemoryContext cxt,
-					   bool *busy);
+					   bool *busy, TimestampTz *held_until);
 extern int	StoreClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 						   JobqClaimedJob *jobs, bool *busy);
 extern int	StoreClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "breaker.h"
 #include "upkeep.h"
 
 PG_MODULE_MAGIC;
@@ -174,6 +175,8 @@ _PG_init(void)
 	JobqShmemInstallHooks();
 	JobqRegisterXactCallback();
 	JobEventsRegisterCallbacks();
+	/* registered last, so called first: its wake-ups reach the commit above */
+	BreakerRegisterCallbacks();
 	JobqInstallUtilityHook();
 	JobqRegisterLauncher();
 }

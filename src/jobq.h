@@ -249,6 +249,7 @@ typedef struct JobqQueueRow
 	bool		paused;
 	bool		limited;		/* concurrency or rate_limit set */
 	bool		unique_per_owner;	/* unique_scope = 'owner' */
+	char	   *breaker;		/* the breaker option; NULL: the queue's name */
 } JobqQueueRow;
 
 extern Oid	JobqRelid(const char *relname);

@@ -174,9 +174,10 @@ QueueCacheGet(int i)
  *
  * A queue out of rate-limit tokens is due when its next token is; a queue
  * at its concurrency limit is not due at all (the executor finishing one of
- * its jobs claims the next in the same transaction).  Without this an idle
- * executor would find a due job it may not take and poll for it every
- * millisecond.
+ * its jobs claims the next in the same transaction).  A queue its circuit
+ * breaker holds (held_until, set by the claim) is due when the breaker may
+ * be asked again.  Without this an idle executor would find a due job it
+ * may not take and poll for it every millisecond.
  */
 TimestampTz
 QueueCacheNextDue(void)
@@ -184,6 +185,25 @@ QueueCacheNextDue(void)
 	bool		isnull;
 	Datum		d;
 	int			ret;
+	Datum	   *held = palloc(sizeof(Datum) * Max(nqueues, 1));
+	int			nheld = 0;
+	TimestampTz held_until = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		values[1];
+	int			i;
+
+	/* queues their circuit breaker holds are due when it may be asked again */
+	for (i = 0; i < nqueues; i++)
+	{
+		if (queues[i].held_until > now)
+		{
+			held[nheld++] = CStringGetTextDatum(queues[i].name);
+			if (held_until == 0 || queues[i].held_until < held_until)
+				held_until = queues[i].held_until;
+		}
+	}
+	values[0] = PointerGetDatum(construct_array(held, nheld, TEXTOID, -1, false, TYPALIGN_INT));
 
 	JobqKeptPlan(&plan_next_due,
 			"SELECT pg_catalog.min(CASE WHEN q.rate_limit IS NULL OR q.rate_tokens IS NULL"
@@ -197,18 +217,23 @@ QueueCacheNextDue(void)
 			"                       WHERE a.queue OPERATOR(pg_catalog.=) q.name"
 			"                         AND a.state OPERATOR(pg_catalog.=) 'pending') j"
 			" WHERE q.kind OPERATOR(pg_catalog.=) 'sql' AND NOT q.paused"
+			"   AND NOT (q.name OPERATOR(pg_catalog.=) ANY ($1))"
 			"   AND j.run_at IS NOT NULL"
 			"   AND (q.concurrency IS NULL OR q.concurrency OPERATOR(pg_catalog.>)"
 			"        (SELECT pg_catalog.count(*) FROM jobq.jobs_active r"
 			"          WHERE r.queue OPERATOR(pg_catalog.=) q.name"
 			"            AND r.state OPERATOR(pg_catalog.=) 'running'))",
-			0, NULL);
+			1, argtypes);
 	/* not read-only: a fresh snapshot that sees this transaction's writes */
-	ret = SPI_execute_plan(plan_next_due, NULL, NULL, false, 1);
+	ret = SPI_execute_plan(plan_next_due, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "jobq: next-due query failed: %s", SPI_result_code_string(ret));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	if (isnull)
+		return held_until;
+	if (held_until != 0 && held_until < DatumGetTimestampTz(d))
+		return held_until;
+	return DatumGetTimestampTz(d);
 }
 
 PG_FUNCTION_INFO_V1(jobq_queues_changed);
@@ -227,4 +252,17 @@ jobq_queues_changed(PG_FUNCTION_ARGS)
 				 errmsg("jobq._queues_changed() must be called as a trigger")));
 	JobqQueuesChangedAtCommit();
 	return PointerGetDatum(NULL);
+}
+
+/* Does a circuit breaker hold one of the queues now? */
+bool
+QueueCacheAnyHeld(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	for (i = 0; i < nqueues; i++)
+		if (queues[i].held_until > now)
+			return true;
+	return false;
 }

@@ -26,13 +26,14 @@ typedef struct JobqQueue
 	int64		timeout_ms;
 	int64		warn_after_ms;
 	bool		limited;		/* concurrency or rate_limit set */
-	TimestampTz idle_until;		/* nothing due here: skip until then */
+	TimestampTz held_until;		/* its circuit breaker holds it until then */
 } JobqQueue;
 
 extern void QueueCacheRefresh(void);
 extern int	QueueCacheCount(void);
 extern JobqQueue *QueueCacheGet(int i);
 extern TimestampTz QueueCacheNextDue(void);
+extern bool QueueCacheAnyHeld(void);
 
 /* A time limit (interval datum) in whole milliseconds, 0 for NULL. */
 extern int64 JobqIntervalToMs(Datum d, bool isnull);

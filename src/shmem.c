@@ -22,6 +22,7 @@
  */
 #include "jobq.h"
 #include "claim_floor.h"
+#include "breaker.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -66,7 +67,8 @@ JobqShmemSize(void)
 static Size
 JobqShmemTotalSize(void)
 {
-	return add_size(JobqShmemSize(), ClaimFloorShmemSize());
+	return add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
+					BreakerShmemSize());
 }
 
 static void
@@ -77,6 +79,7 @@ JobqShmemRequest(void)
 
 	RequestAddinShmemSpace(JobqShmemTotalSize());
 	RequestNamedLWLockTranche("jobq", 1);
+	RequestNamedLWLockTranche("jobq breakers", 1);
 }
 
 static void
@@ -107,6 +110,7 @@ JobqShmemStartup(void)
 		}
 	}
 	ClaimFloorShmemInit();
+	BreakerShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

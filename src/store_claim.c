@@ -14,6 +14,7 @@
 #include "jobq.h"
 #include "job_store.h"
 #include "upkeep.h"
+#include "breaker.h"
 
 #include "access/genam.h"
 #include "access/stratnum.h"
@@ -165,10 +166,10 @@ StoreClaimQueueBecameLimited(void)
  * another transaction held, a queue limited since the caller looked): look
  * again soon.
  */
-int
-StoreClaim(const char *queue, bool limited, int max_jobs, Interval *lease,
-			 const char *worker, int64 token, bool token_null,
-			 JobqClaimRow *rows, MemoryContext cxt, bool *busy)
+static int
+ClaimAdmitted(const char *queue, bool limited, int max_jobs, Interval *lease,
+			  const char *worker, int64 token, bool token_null,
+			  JobqClaimRow *rows, MemoryContext cxt, bool *busy)
 {
 	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID,
 	TIMESTAMPTZOID};
@@ -275,6 +276,31 @@ StoreReportClaimed(const char *queue, JobqClaimRow *rows, int n, bool by_executo
 }
 
 /*
+ * The claim, behind the queue's circuit breaker (breaker.c): as many jobs
+ * as it admits (none while open: they stay pending, no attempt used; the
+ * probes while half open).  *held_until, when not NULL, is set to when a
+ * queue its breaker held back may be asked again (0: not held).
+ */
+int
+StoreClaim(const char *queue, bool limited, int max_jobs, Interval *lease,
+		   const char *worker, int64 token, bool token_null,
+		   JobqClaimRow *rows, MemoryContext cxt, bool *busy,
+		   TimestampTz *held_until)
+{
+	bool		probing;
+	int			admitted = BreakerAdmit(queue, max_jobs, held_until, &probing);
+	int			n;
+
+	if (admitted == 0)
+		return 0;
+	n = ClaimAdmitted(queue, limited, admitted, lease, worker, token, token_null,
+					  rows, cxt, busy);
+	if (probing)
+		BreakerReturnProbes(queue, admitted - n);
+	return n;
+}
+
+/*
  * Set job's handler from its pinned text: the queue's cached one when they
  * name the same function (the common case: no lookup), else resolved now,
  * in cxt.  A job runs the handler it was submitted with, never one an
@@ -351,7 +377,7 @@ StoreClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	lease.time = (q->timeout_ms * max_jobs + 60000) * 1000;
 
 	n = StoreClaim(q->name, q->limited, max_jobs, &lease, worker, token, false,
-					 rows, callercxt, busy);
+				   rows, callercxt, busy, &q->held_until);
 	/* the cached list is at most a second old: patch this one entry now */
 	if (StoreClaimQueueBecameLimited())
 		q->limited = true;

@@ -133,6 +133,8 @@ JobqReadQueue(const char *queue, Snapshot snapshot, JobqQueueRow *row)
 		row->limited = !isnull;
 		(void) slot_getattr(slot, JobqAttnum(desc, "rate_limit", false), &isnull);
 		row->limited |= !isnull;
+		d = slot_getattr(slot, JobqAttnum(desc, "breaker", false), &isnull);
+		row->breaker = isnull ? NULL : TextDatumGetCString(d);
 		d = slot_getattr(slot, JobqAttnum(desc, "unique_scope", false), &isnull);
 		row->unique_per_owner = isnull || !JobqTextEquals(d, "queue");
 	}

@@ -24,6 +24,7 @@
  */
 #include "jobq.h"
 #include "job_store.h"
+#include "breaker.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -163,7 +164,7 @@ jobq_claim(PG_FUNCTION_ARGS)
 
 		RecoverExpiredLeases();
 		n = StoreClaim(queue, false, max_jobs, lease, worker, 0, true,
-						 rows, CurrentMemoryContext, &busy);
+					   rows, CurrentMemoryContext, &busy, NULL);
 	}
 	else
 	{
@@ -171,24 +172,39 @@ jobq_claim(PG_FUNCTION_ARGS)
 		Datum		args[5];
 		char		nulls[5] = {' ', ' ', ' ', ' ', 'n'};
 		Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
+		int			admitted = max_jobs;
+		bool		probing = false;
+
+		/*
+		 * Behind the queue's circuit breaker, as StoreClaim (invalid
+		 * arguments go to _claim as they are: it raises the error).
+		 */
+		if (queue != NULL && max_jobs >= 1)
+			admitted = BreakerAdmit(queue, max_jobs, NULL, &probing);
 
 		args[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
 		nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-		args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+		args[1] = PG_ARGISNULL(1) ? (Datum) 0 : Int32GetDatum(admitted);
 		nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
 		args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 		nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 		args[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 		nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 		args[4] = (Datum) 0;
-		if (SPI_execute_with_args("SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload,"
-								  "       c.timeout, c.priority, c.run_at, c.lease_expires_at"
-								  "  FROM jobq._claim($1, $2, $3, $4, $5) c",
-								  5, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "jobq: claim failed");
-		rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
-		n = StoreClaimRowsFromSPI(rows, CurrentMemoryContext);
-		StoreReportClaimed(queue, rows, n, false);
+		n = 0;
+		if (admitted > 0 || queue == NULL || max_jobs < 1)
+		{
+			if (SPI_execute_with_args("SELECT c.id, c.attempt, c.owner::pg_catalog.oid, c.payload,"
+									  "       c.timeout, c.priority, c.run_at, c.lease_expires_at"
+									  "  FROM jobq._claim($1, $2, $3, $4, $5) c",
+									  5, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "jobq: claim failed");
+			rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
+			n = StoreClaimRowsFromSPI(rows, CurrentMemoryContext);
+			StoreReportClaimed(queue, rows, n, false);
+		}
+		if (probing)
+			BreakerReturnProbes(queue, admitted - n);
 	}
 
 	/* already in claim order */

@@ -281,11 +281,12 @@ COMMENT ON FUNCTION jobq.retry_now(bigint) IS
 ---------------------------------------------------------------------------
 CREATE FUNCTION jobq._job_event(event text, queue text, job_id bigint, attempt integer,
                                 owner oid, error_class text, started_at timestamptz,
-                                finished_at timestamptz, retry_at timestamptz)
+                                finished_at timestamptz, retry_at timestamptz,
+                                error text DEFAULT NULL)
     RETURNS void
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_job_event';
-COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz, text) IS
     'Internal: reports an event of one job (attempt_<outcome>, final_<state>) to the job store''s hook point (src/job_events.c), in the transaction that made the change';
 
 CREATE FUNCTION jobq._job_events() RETURNS TABLE (event text, count bigint)
@@ -317,7 +318,8 @@ BEGIN
             _attempt_finished.finished_at, outcome, error_class, error, sqlstate,
             http_status, j.worker, detail);
     PERFORM jobq._job_event('attempt_' || outcome, j.queue, j.id, j.attempt, j.owner,
-                            error_class, j.started_at, _attempt_finished.finished_at, retry_at);
+                            error_class, j.started_at, _attempt_finished.finished_at, retry_at,
+                            error);
 END
 $fn$;
 COMMENT ON FUNCTION jobq._attempt_finished(jobq.jobs_active, text, timestamptz, text, text, text, integer, text, timestamptz) IS

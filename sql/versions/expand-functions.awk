@@ -3,7 +3,8 @@
 # A line "-- @function NAME" of the .sql.in becomes the definition of
 # jobq.NAME in INSTALL_SCRIPT (from its CREATE FUNCTION line to the end of
 # its COMMENT ON FUNCTION statement) as CREATE OR REPLACE, so that an update
-# script does not carry a second copy of any function.
+# script does not carry a second copy of any function.  A line "-- @piece
+# FILE" becomes the whole of sql/install/FILE: a piece new in this version.
 FNR == NR { src[++n] = $0; next }
 /^-- @function [A-Za-z_0-9]+$/ {
     name = $3; start = 0
@@ -18,6 +19,13 @@ FNR == NR { src[++n] = $0; next }
         if (in_comment && src[i] ~ /';$/) break
     }
     if (i > n) { print "expand-functions.awk: no comment for jobq." name > "/dev/stderr"; exit 1 }
+    next
+}
+/^-- @piece [A-Za-z_0-9.]+$/ {
+    path = "sql/install/" $3; found = 0
+    while ((getline line < path) > 0) { print line; found = 1 }
+    close(path)
+    if (!found) { print "expand-functions.awk: no piece " path > "/dev/stderr"; exit 1 }
     next
 }
 { print }

@@ -23,6 +23,8 @@ BEGIN
 END \$\$;
 SELECT jobq.create_queue('chaos', handler => 'public.effect(jsonb)', max_attempts => 20,
                          backoff => 'fixed', base_delay => '50ms', jitter => 0);
+-- the kills below lose jobs on purpose: no circuit breaker holds them
+SELECT jobq.configure_breaker('chaos', failure_threshold => 100);
 "
 ready() {   # wait until the server answers again (after a crash reset)
     local deadline=$(( $(date +%s) + 120 ))

@@ -99,6 +99,8 @@ END \$\$;
 SELECT jobq.create_queue('chaos', handler => 'public.chaos_handler(jsonb)',
        max_attempts => 6, base_delay => '100ms', max_delay => '1s', jitter => 0);
 SELECT jobq.create_queue('chaos_ext', max_attempts => 6, base_delay => '100ms', max_delay => '1s', jitter => 0);
+-- the kills below lose jobs on purpose: no circuit breaker holds them
+SELECT jobq.configure_breaker(q, failure_threshold => 100) FROM unnest(ARRAY['chaos', 'chaos_ext']) q;
 "
 # submitted in a few batches (several transactions, several claim ranges)
 for start in $(seq 1 1000 "$NPRE"); do

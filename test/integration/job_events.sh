@@ -33,6 +33,9 @@ END \$\$;
 SELECT jobq.create_queue('s', handler => 'public.h(jsonb)', max_attempts => 3, base_delay => '10 ms', jitter => 0);
 SELECT jobq.create_queue(q, kind => 'external', max_attempts => 2, base_delay => '10 ms', jitter => 0)
   FROM unnest(ARRAY['x1', 'x2', 'x3', 'x4']) q;
+-- failures here are the test's own: no circuit breaker opens on them
+SELECT jobq.configure_breaker(q, failure_threshold => 100)
+  FROM unnest(ARRAY['s', 'x1', 'x2', 'x3', 'x4']) q;
 " "$1" >/dev/null
 }
 

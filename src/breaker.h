@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * breaker.h
+ *	  Circuit breakers (breaker.c): the claim asks before it takes jobs of a
+ *	  queue, the job store's hook point tells them every outcome.
+ *
+ * IDENTIFICATION
+ *	  src/breaker.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBQ_BREAKER_H
+#define JOBQ_BREAKER_H
+
+#include "datatype/timestamp.h"
+
+#include "job_events.h"
+
+/*
+ * How many of want jobs of queue may be claimed now: want while its
+ * breaker is closed, 0 while it is open, the probes left while half open
+ * (those returned are taken, and *probing set: give back what the claim
+ * did not use with BreakerReturnProbes).  *held_until: when a queue given 0 may be asked
+ * again (0 when it is not held).
+ */
+extern int	BreakerAdmit(const char *queue, int want, TimestampTz *held_until,
+						 bool *probing);
+extern void BreakerReturnProbes(const char *queue, int n);
+
+/* An event of the job store (job_events.c calls this for every one). */
+extern void BreakerNoteEvent(const JobqJobEvent *ev);
+
+/* Executor, between transactions: write transitions to jobq.breakers. */
+extern bool BreakerPersistPending(void);
+extern void BreakerPersist(void);
+
+extern Size BreakerShmemSize(void);
+extern void BreakerShmemInit(void);
+extern void BreakerRegisterCallbacks(void);
+
+#endif							/* JOBQ_BREAKER_H */
