@@ -40,6 +40,7 @@
  */
 #include "jobq.h"
 #include "breaker.h"
+#include "breaker_table.h"
 #include "queue_cache.h"
 
 #include "access/genam.h"
@@ -66,14 +67,6 @@
 #define BREAKER_KEY_BYTES 804	/* 200 characters of up to 4 bytes, NUL */
 #define BREAKER_MAX_THRESHOLD 100
 #define BREAKER_ERROR_BYTES 200
-
-typedef enum BreakerState
-{
-	BREAKER_CLOSED = 0,
-	BREAKER_OPEN,
-	BREAKER_HALF_OPEN,
-	BREAKER_KEEP				/* _breaker_set: settings only */
-} BreakerState;
 
 static const char *const state_names[] = {"closed", "open", "half_open"};
 
@@ -122,20 +115,6 @@ typedef struct BreakerTable
 
 static BreakerTable *breakers = NULL;
 
-static int64
-JobqIntervalMs(Datum d)
-{
-	return JobqIntervalToMs(d, false);
-}
-
-static Datum
-JobqMsInterval(int64 ms)
-{
-	Interval   *iv = palloc0(sizeof(Interval));
-
-	iv->time = ms * 1000;
-	return IntervalPGetDatum(iv);
-}
 static bool loaded_here = false;	/* this backend saw its database loaded */
 
 /* Settings of a key without a row in jobq.breakers (API.md). */
@@ -296,117 +275,6 @@ FailuresInWindow(BreakerEntry *e, TimestampTz now)
 		if (e->failures[i] >= since)
 			n++;
 	return n;
-}
-
-/*
- * jobq.breakers, read directly (it is jobq's own table, without triggers):
- * fn is called for every row with its values.
- */
-typedef void (*BreakerRowFn) (Datum *values, bool *nulls, void *arg);
-
-static bool
-ScanBreakersTable(const char *key, BreakerRowFn fn, void *arg)
-{
-	Oid			relid = JobqRelid("breakers");
-	Relation	rel;
-	TupleTableSlot *slot;
-	Snapshot	snapshot;
-	bool		found = false;
-
-	if (!OidIsValid(relid))
-		return false;
-	rel = table_open(relid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	if (key != NULL)
-	{
-		Relation	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-		IndexScanDesc scan;
-		ScanKeyData skey;
-
-		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(key));
-		scan = index_beginscan(rel, pkey, snapshot, 1, 0);
-		index_rescan(scan, &skey, 1, NULL, 0);
-		while (index_getnext_slot(scan, ForwardScanDirection, slot))
-		{
-			slot_getallattrs(slot);
-			fn(slot->tts_values, slot->tts_isnull, arg);
-			found = true;
-		}
-		index_endscan(scan);
-		index_close(pkey, AccessShareLock);
-	}
-	else
-	{
-		TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
-
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-		{
-			slot_getallattrs(slot);
-			fn(slot->tts_values, slot->tts_isnull, arg);
-			found = true;
-		}
-		table_endscan(scan);
-	}
-	UnregisterSnapshot(snapshot);
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-/* jobq.breakers' columns, in order (sql/install/65_breakers.sql). */
-enum
-{
-	COL_KEY, COL_THRESHOLD, COL_WINDOW, COL_COOLDOWN, COL_PROBES, COL_STATE,
-	COL_OPENED_AT, COL_NEXT_PROBE_AT, COL_LAST_FAILURE_AT, COL_LAST_ERROR,
-	COL_TIMES_OPENED
-};
-
-typedef struct BreakerRow
-{
-	char	   *key;
-	int			threshold;
-	int64		window_ms;
-	int64		cooldown_ms;
-	int			probes;
-	BreakerState state;
-	TimestampTz opened_at;
-	TimestampTz next_probe_at;
-	TimestampTz last_failure_at;
-	char	   *last_error;
-	int64		times_opened;
-} BreakerRow;
-
-static BreakerState
-StateOf(const char *name)
-{
-	if (strcmp(name, "open") == 0)
-		return BREAKER_OPEN;
-	if (strcmp(name, "half_open") == 0)
-		return BREAKER_HALF_OPEN;
-	return BREAKER_CLOSED;
-}
-
-static void
-RowFrom(Datum *v, bool *n, BreakerRow *row)
-{
-	row->key = TextDatumGetCString(v[COL_KEY]);
-	row->threshold = DatumGetInt32(v[COL_THRESHOLD]);
-	row->window_ms = JobqIntervalMs(v[COL_WINDOW]);
-	row->cooldown_ms = JobqIntervalMs(v[COL_COOLDOWN]);
-	row->probes = DatumGetInt32(v[COL_PROBES]);
-	row->state = n[COL_STATE] ? BREAKER_KEEP : StateOf(TextDatumGetCString(v[COL_STATE]));
-	row->opened_at = n[COL_OPENED_AT] ? 0 : DatumGetTimestampTz(v[COL_OPENED_AT]);
-	row->next_probe_at = n[COL_NEXT_PROBE_AT] ? 0 : DatumGetTimestampTz(v[COL_NEXT_PROBE_AT]);
-	row->last_failure_at = n[COL_LAST_FAILURE_AT] ? 0 : DatumGetTimestampTz(v[COL_LAST_FAILURE_AT]);
-	row->last_error = n[COL_LAST_ERROR] ? NULL : TextDatumGetCString(v[COL_LAST_ERROR]);
-	row->times_opened = DatumGetInt64(v[COL_TIMES_OPENED]);
-}
-
-static void
-CopyRow(Datum *v, bool *n, void *arg)
-{
-	RowFrom(v, n, (BreakerRow *) arg);
 }
 
 /* Rows of jobq.breakers whose breaker was not closed, read at load. */
@@ -888,6 +756,17 @@ ApplySet(BreakerRow *row)
 	LWLockRelease(breakers->lock);
 }
 
+/* row (configure, reset or trip) reaches the live state at commit. */
+void
+BreakerSetAtCommit(const BreakerRow *row)
+{
+	PendingSet *p = MemoryContextAllocZero(TopTransactionContext, sizeof(PendingSet));
+
+	p->row = *row;
+	p->next = pending_sets;
+	pending_sets = p;
+}
+
 static void
 BreakerXactCallback(XactEvent event, void *arg)
 {
@@ -923,45 +802,6 @@ BreakerRegisterCallbacks(void)
 {
 	RegisterXactCallback(BreakerXactCallback, NULL);
 	RegisterSubXactCallback(BreakerSubXactCallback, NULL);
-}
-
-PG_FUNCTION_INFO_V1(jobq_breaker_set);
-
-/*
- * jobq._breaker_set(row jobq.breakers, reset boolean): the row just written
- * by configure_breaker, reset_breaker or trip_breaker reaches shared memory
- * when the transaction commits (reset: failures forgotten).
- */
-Datum
-jobq_breaker_set(PG_FUNCTION_ARGS)
-{
-	HeapTupleHeader th;
-	TupleDesc	desc;
-	HeapTupleData tup;
-	Datum	   *values;
-	bool	   *nulls;
-	PendingSet *p;
-	MemoryContext oldcxt;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	th = PG_GETARG_HEAPTUPLEHEADER(0);
-	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th), HeapTupleHeaderGetTypMod(th));
-	values = palloc(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-	tup.t_len = HeapTupleHeaderGetDatumLength(th);
-	ItemPointerSetInvalid(&tup.t_self);
-	tup.t_tableOid = InvalidOid;
-	tup.t_data = th;
-	heap_deform_tuple(&tup, desc, values, nulls);
-	p = MemoryContextAllocZero(TopTransactionContext, sizeof(PendingSet));
-	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-	RowFrom(values, nulls, &p->row);
-	MemoryContextSwitchTo(oldcxt);
-	ReleaseTupleDesc(desc);
-	p->next = pending_sets;
-	pending_sets = p;
-	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(jobq_breaker_states);
