@@ -395,6 +395,8 @@ SubmitOne(const char *queue, Datum payload,
 
 	/* the direct-access insert bypasses the executor's own check */
 	PreventCommandIfReadOnly("jobq.submit()");
+	if (!unique_key_null)
+		CheckUniqueKey(unique_key);
 	BecomeOwner(&sw);
 	LockJobsActive();
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -121,3 +121,17 @@ QueueArg(FunctionCallInfo fcinfo, int argno)
 				 errhint("Pass the name of a queue from jobq.queues.")));
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
+
+/* Refuse a unique_key longer than JOBQ_MAX_UNIQUE_KEY bytes (54000). */
+void
+CheckUniqueKey(Datum unique_key)
+{
+	Size		len = VARSIZE_ANY_EXHDR(DatumGetPointer(unique_key));
+
+	if (len > JOBQ_MAX_UNIQUE_KEY)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("unique_key is too long: %zu bytes, at most %d", len, JOBQ_MAX_UNIQUE_KEY),
+				 errdetail("A unique_key names one not-final job of its queue; it is kept in an index."),
+				 errhint("Use a shorter key, for example a hash of the long one (md5(...)).")));
+}

@@ -34,4 +34,11 @@ extern void ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_uniqu
 extern void CheckPayloadSize(Datum payload, int element);
 extern char *QueueArg(FunctionCallInfo fcinfo, int argno);
 
+/*
+ * A unique_key is at most JOBQ_MAX_UNIQUE_KEY bytes: it is an index key,
+ * and a longer one would fail in the index with a less helpful error.
+ */
+#define JOBQ_MAX_UNIQUE_KEY 1024
+extern void CheckUniqueKey(Datum unique_key);
+
 #endif							/* JOBQ_SUBMIT_OPTIONS_H */

@@ -58,8 +58,10 @@ FastClaimPossible(const char *queue, int max_jobs, Interval *lease, bool *paused
 	*paused = false;
 	/* a claim of more jobs than this goes through SQL: no array that size */
 	if (max_jobs < 1 || max_jobs > 10000 || lease->month < 0 || lease->day < 0 || lease->time < 0 ||
-		(lease->month == 0 && lease->day == 0 && lease->time == 0))
-		return false;
+		(lease->month == 0 && lease->day == 0 && lease->time == 0) ||
+		lease->month > 0 || lease->day > 24 || (lease->day == 24 && lease->time > 0) ||
+		lease->time > (int64) 24 * USECS_PER_DAY)
+		return false;			/* _claim says what is wrong */
 
 	/* the snapshot a read-only statement would use */
 	if (!JobqReadQueue(queue, GetActiveSnapshot(), &row))

@@ -74,7 +74,9 @@ BEGIN
     -- Cap, then jitter, then cap again: a delay is never above max_delay,
     -- and delays at the cap still spread over [cap*(1-jitter), cap].
     d := least(base * factor, cap);
-    IF jitter > 0 THEN
+    -- a jitter under a billionth changes nothing (and a denormal one would
+    -- underflow in the product)
+    IF jitter >= 1e-9 THEN
         d := d * (1 + jitter * (2 * random() - 1));
     END IF;
     d := least(greatest(d, 0), cap);

@@ -379,9 +379,9 @@ CREATE FUNCTION jobq._check_lease(lease interval, what text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF lease IS NULL OR lease <= interval '0' THEN
+    IF lease IS NULL OR lease <= interval '0' OR lease > interval '24 days' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('%s must be positive, not %s', what, coalesce(lease::text, 'NULL')),
+            MESSAGE = format('%s must be positive and at most 24 days, not %s', what, coalesce(lease::text, 'NULL')),
             DETAIL = 'A lease is how long a worker holds a job without a heartbeat.',
             HINT = 'Pass an interval such as ''30 seconds''.';
     END IF;

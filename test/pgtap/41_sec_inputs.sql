@@ -4,7 +4,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(34);
+SELECT plan(38);
 
 CREATE ROLE ts_alice NOLOGIN;
 CREATE ROLE ts_bob NOLOGIN;
@@ -75,5 +75,14 @@ SELECT is(pg_temp.state_of($$SELECT jobq.alter_queue('ts_ext', rate_limit => 1e-
 SELECT is(pg_temp.state_of($$SELECT jobq.alter_queue('ts_ext', breaker => E'dep\nERROR: forged')$$), '22023', 'breaker key with a line break');
 SELECT is(pg_temp.state_of($$SELECT jobq.alter_queue('ts_ext', breaker => 'payments-api')$$), 'ok', 'a plain breaker key');
 
+-- limits that would otherwise end in a less helpful error deeper down
+SELECT is(pg_temp.state_of($$SELECT jobq.submit('ts_ext', unique_key => repeat('k', 2000))$$), '54000',
+          'a unique_key over 1024 bytes is refused before the index would refuse it');
+SELECT is(pg_temp.state_of($$SELECT jobq.submit('ts_ext', unique_key => repeat('k', 1024))$$), 'ok',
+          'a unique_key of 1024 bytes is accepted');
+SELECT is(pg_temp.state_of($$SELECT * FROM jobq.claim('ts_ext', 1, '1000 years')$$), '22023',
+          'a lease past 24 days is refused (not a timestamp overflow)');
+SELECT ok(jobq.backoff_delay('fixed', '1 second', '1 minute', 1e-310, 1) = interval '1 second',
+          'a denormal jitter is no jitter (not an underflow error)');
 SELECT * FROM finish();
 ROLLBACK;
