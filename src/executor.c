@@ -384,11 +384,12 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 	my_slot->jobs_done++;
 	if (!run.ok && run.message != NULL)
 	{
-		my_slot->last_error_owner = InvalidOid;
+		my_slot->last_error_seq++;	/* odd: changing */
 		pg_write_barrier();
 		strlcpy(my_slot->last_error, run.message, sizeof(my_slot->last_error));
-		pg_write_barrier();
 		my_slot->last_error_owner = job->owner;
+		pg_write_barrier();
+		my_slot->last_error_seq++;
 	}
 	SetSlotState(JOBQ_STATE_IDLE);
 

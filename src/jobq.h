@@ -87,12 +87,11 @@ typedef struct JobqWorkerSlot
 	JobqWorkerState state;
 
 	/*
-	 * The job being run (0 when none) and its owner, and the owner of the
-	 * job whose error last_error holds: jobq.workers shows a job's id and
-	 * error only to its owner and jobq_admin.  Written by the executor only;
-	 * read without a lock: the owner is written before the id or text it
-	 * guards (with a write barrier), and readers check it again after
-	 * reading them (JobqSlotJobVisible in monitor.c).
+	 * The job being run (0 when none) and its owner: jobq.workers shows a
+	 * job's id (and its error: last_error_owner below) only to its owner and
+	 * jobq_admin.  Written by the executor only; read without a lock: the
+	 * owner is written before the id it guards (with a write barrier), and
+	 * readers read the id again after the owner (monitor.c).
 	 */
 	Oid			job_owner;
 	int64		job_id;			/* job being run, 0 when none */
@@ -121,7 +120,13 @@ typedef struct JobqWorkerSlot
 	volatile int64 ended_job_id;
 	volatile int32 ended_attempt;
 	volatile int ended_reason;
-	Oid			last_error_owner;	/* InvalidOid while last_error changes */
+	/*
+	 * The last error and whose job it was.  last_error_seq is odd while
+	 * they change (the executor alone writes them); a reader keeps a copy
+	 * only if it read the same even value before and after copying.
+	 */
+	volatile uint32 last_error_seq;
+	Oid			last_error_owner;
 	char		last_error[128];
 } JobqWorkerSlot;
 

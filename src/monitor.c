@@ -95,6 +95,7 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		Oid			owner;
 		Oid			error_owner;
 		char	   *dbname;
+		uint32		error_seq;
 		char		last_error[sizeof(slot->last_error)];
 
 		if (kind == JOBQ_WORKER_UNUSED)
@@ -105,13 +106,14 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		pg_read_barrier();
 		if (slot->job_id != job_id || !(sees_all || owner == me))
 			job_id = 0;
-		error_owner = slot->last_error_owner;
+		error_seq = slot->last_error_seq;
 		pg_read_barrier();
+		error_owner = slot->last_error_owner;
 		memcpy(last_error, slot->last_error, sizeof(last_error));
 		last_error[sizeof(last_error) - 1] = '\0';
 		pg_read_barrier();
-		if (error_owner == InvalidOid || slot->last_error_owner != error_owner ||
-			!(sees_all || error_owner == me))
+		if ((error_seq & 1) != 0 || slot->last_error_seq != error_seq ||
+			error_owner == InvalidOid || !(sees_all || error_owner == me))
 			last_error[0] = '\0';
 		memset(nulls, false, sizeof(nulls));
 		values[0] = Int32GetDatum(pid);
