@@ -61,7 +61,8 @@ allow() { q "ALTER SYSTEM SET jobq.http_allowed_hosts = '$1'" && q "SELECT pg_re
 allow 'example.com'
 refused "https://other.example.org/" "not allowed by jobq.http_allowed_hosts"
 allow '127.0.0.1, *.example.com'
-q "SET ROLE app; SELECT jobq.submit_http('https://api.example.com/')" >/dev/null
+sub_id=$(q "SET ROLE app; SELECT jobq.submit_http('https://api.example.com/')")
+q "SELECT jobq.cancel($sub_id)" >/dev/null   # not meant to run: no network here
 it_ok "*.example.com allows a subdomain"
 refused "https://example.com.evil.org/" "not allowed"
 refused "http://[::1]:$S_PORT/" "not allowed"

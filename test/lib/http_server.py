@@ -127,6 +127,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
+    def handle_error(self, request, client_address):
+        pass  # clients that hang up (cancelled, refused TLS) are expected
+
 
 def main():
     srv = Server(("127.0.0.1", 0), Handler)
