@@ -137,3 +137,11 @@ q "INSERT INTO jobq.error_rules (priority, http_status_min, http_status_max, err
 s404b=$(sub "$U/status/404")
 wait_for "SELECT state FROM jobq.jobs WHERE id = $s404b" failed 30 || it_fail "404 not final"
 assert_eq "$(st $s404b)" "failed transient 2" "jobq.error_rules decides the class of an HTTP status"
+
+# ---- the allowlist is checked again at execution -----------------------------
+later=$(q "SET ROLE app; SELECT jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '2 s')")
+allow '*.example.com'
+wait_for "SELECT state || ' ' || error_type FROM jobq.jobs WHERE id = $later" "failed permanent" 30 \
+    || it_fail "a host removed from the allowlist after submit was reached"
+assert_eq "$(q "SELECT last_error LIKE 'http refused: host \"127.0.0.1\" is not allowed%' FROM jobq.jobs WHERE id = $later")" t \
+    "a host removed from jobq.http_allowed_hosts after submit is refused at execution"
