@@ -58,6 +58,7 @@ typedef struct JobqHttpJob
 	TimestampTz deadline;		/* the attempt's end */
 	bool		host_explicit;	/* the hop's host is named by the allowlist */
 	bool		aborted;		/* cancelled or released: record nothing */
+	bool		owner_may;		/* the owner may still submit HTTP jobs */
 
 	/* libcurl state: malloc'd, freed by JobqHttpFreeTransfer */
 	CURL	   *easy;

@@ -118,7 +118,11 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 	JobqKeptPlan(&plan_claim,
 				 "SELECT c.id, c.attempt, c.payload,"
 				 "  (pg_catalog.date_part('epoch', COALESCE(c.timeout, q.timeout))"
-				 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+				 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8,"
+				 "  EXISTS (SELECT FROM pg_catalog.pg_roles r, pg_catalog.pg_roles g"
+				 "          WHERE r.oid OPERATOR(pg_catalog.=) c.owner::pg_catalog.oid"
+				 "            AND g.rolname OPERATOR(pg_catalog.=) ANY ('{jobq_http,jobq_admin}')"
+				 "            AND pg_catalog.pg_has_role(r.oid, g.oid, 'USAGE'))"
 				 "  FROM jobq._claim($1, $2, $3, $4, $5) c"
 				 "  JOIN jobq.queues q ON q.name OPERATOR(pg_catalog.=) c.queue",
 				 5, claim_types);
@@ -156,6 +160,7 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 			job->queue = pstrdup(queue);
 			payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
 			job_timeout = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+			job->owner_may = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 			job->url = PayloadString(payload, "url");
 			if (job->url == NULL)
 				job->url = "";

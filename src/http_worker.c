@@ -312,7 +312,10 @@ StartJob(JobqHttpJob *job)
 	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(job));
 	char	   *error = NULL;
 
-	if (!JobqHttpStartTransfer(job, &error))
+	/* a job runs with its owner's rights: lost since submit, not sent */
+	if (!job->owner_may)
+		FailUnsent(job, psprintf("http refused: the job's owner is no longer a member of jobq_http or jobq_admin"));
+	else if (!JobqHttpStartTransfer(job, &error))
 		FailUnsent(job, error);
 	else if (curl_multi_add_handle(multi, job->easy) != CURLM_OK)
 	{

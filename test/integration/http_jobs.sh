@@ -145,3 +145,12 @@ wait_for "SELECT state || ' ' || error_type FROM jobq.jobs WHERE id = $later" "f
     || it_fail "a host removed from the allowlist after submit was reached"
 assert_eq "$(q "SELECT last_error LIKE 'http refused: host \"127.0.0.1\" is not allowed%' FROM jobq.jobs WHERE id = $later")" t \
     "a host removed from jobq.http_allowed_hosts after submit is refused at execution"
+
+# ---- the owner's right to send HTTP requests is checked at execution ----------
+allow '127.0.0.1'
+later=$(q "SET ROLE app; SELECT jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '2 s')")
+q "REVOKE jobq_http FROM app"
+wait_for "SELECT state || ' ' || error_type FROM jobq.jobs WHERE id = $later" "failed permanent" 30 \
+    || it_fail "a job whose owner left jobq_http was sent"
+assert_eq "$(q "SELECT last_error LIKE 'http refused: the job''s owner is no longer%' FROM jobq.jobs WHERE id = $later")" t \
+    "a job whose owner left jobq_http after submit is not sent"
