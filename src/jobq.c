@@ -14,6 +14,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "http.h"
 #include "jobq.h"
 
 #include "fmgr.h"
@@ -32,6 +33,8 @@ int			jobq_shutdown_grace_ms = 10000;
 int			jobq_cleanup_interval_ms = 60000;
 int			jobq_alert_interval_ms = 30000;
 char	   *jobq_http_allowed_hosts = NULL;
+int			jobq_http_max_inflight = 100;
+int			jobq_http_max_response_kb = 1024;
 bool		jobq_allow_superuser_jobs = false;
 int			jobq_max_payload_size_kb = 20 * 1024;
 bool		jobq_direct_access = true;
@@ -106,12 +109,30 @@ DefineSettings(void)
 
 	DefineCustomStringVariable("jobq.http_allowed_hosts",
 							   "Hosts HTTP jobs and webhooks are to be allowed to reach.",
-							   "Not used yet: this version does not execute HTTP jobs.  Comma-separated host names or patterns with a leading *. ; '*' allows every host.",
+							   "Comma-separated host names, *.domain patterns, IP addresses or CIDR ranges; '*' allows every host name.  Checked at submit and at every connection: loopback, private and link-local addresses are reached only when the entry names the host or the address itself.",
 							   &jobq_http_allowed_hosts,
 							   "*",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   JobqHttpCheckAllowedHosts, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.http_max_inflight",
+							"Most HTTP requests the HTTP worker of a database has in flight at once.",
+							"One process per database runs the jobs of http queues through libcurl's multi interface; this caps its concurrent transfers (and its sockets).",
+							&jobq_http_max_inflight,
+							100, 1, JOBQ_HTTP_MAX_INFLIGHT_LIMIT,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.http_max_response_size",
+							"Largest response body kept in an HTTP job's result.",
+							"A longer body is cut at this size, the transfer ends there, and the result says \"truncated\": true.",
+							&jobq_http_max_response_kb,
+							1024, 1, 64 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("jobq.allow_superuser_jobs",
 							 "Whether SQL jobs owned by a superuser may be submitted and run.",

@@ -49,7 +49,8 @@ typedef enum JobqWorkerKind
 {
 	JOBQ_WORKER_UNUSED = 0,
 	JOBQ_WORKER_EXECUTOR,
-	JOBQ_WORKER_PROBE			/* an executor started only to look for jobq */
+	JOBQ_WORKER_PROBE,			/* an executor started only to look for jobq */
+	JOBQ_WORKER_HTTP			/* the database's HTTP worker (http_worker.c) */
 } JobqWorkerKind;
 
 typedef enum JobqWorkerState
@@ -219,6 +220,7 @@ extern JobqShared *jobq_shared;
 extern void JobqShmemInstallHooks(void);
 extern void JobqWakeAtCommit(void);
 extern void JobqWakeAtCommitForQueue(const char *queue);
+extern void JobqWakeHttpAtCommit(void);
 extern void JobqQueuesChangedAtCommit(void);
 extern bool JobqWakeIdleExecutor(JobqWorkerSlot *except, uint32 queue_hash);
 extern uint32 JobqQueueNameHash(const char *queue);

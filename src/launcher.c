@@ -315,10 +315,21 @@ StartExecutor(Oid dboid, JobqWorkerKind kind)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "jobq");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jobq_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "jobq executor %d (database %u)",
-			 idx, dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "jobq executor");
+	if (kind == JOBQ_WORKER_HTTP)
+	{
+		/* the database's HTTP worker (http_worker.c) */
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "jobq_http_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "jobq http %d (database %u)",
+				 idx, dboid);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "jobq http");
+	}
+	else
+	{
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "jobq_executor_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "jobq executor %d (database %u)",
+				 idx, dboid);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "jobq executor");
+	}
 	worker.bgw_main_arg = Int32GetDatum(idx);
 	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	worker.bgw_notify_pid = MyProcPid;
@@ -346,6 +357,24 @@ StartExecutor(Oid dboid, JobqWorkerKind kind)
 	return true;
 }
 
+/* The database is no longer active: stop its HTTP worker. */
+static void
+StopHttpWorkers(Oid dboid)
+{
+	int			i;
+
+	LWLockAcquire(jobq_shared->lock, LW_SHARED);
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+
+		if (slot->kind == JOBQ_WORKER_HTTP && slot->dboid == dboid &&
+			slot->pid != 0)
+			kill(slot->pid, SIGTERM);
+	}
+	LWLockRelease(jobq_shared->lock);
+}
+
 /*
  * Start what is missing and stop what is too much, per database.
  */
@@ -353,11 +382,13 @@ static void
 BalanceExecutors(TimestampTz now)
 {
 	int			counts[JOBQ_MAX_DATABASES];
+	int			http_counts[JOBQ_MAX_DATABASES];
 	int			probes = 0;
 	int			d,
 				i;
 
 	memset(counts, 0, sizeof(counts));
+	memset(http_counts, 0, sizeof(http_counts));
 
 	LWLockAcquire(jobq_shared->lock, LW_SHARED);
 	for (i = 0; i < jobq_shared->nslots; i++)
@@ -372,7 +403,10 @@ BalanceExecutors(TimestampTz now)
 		for (d = 0; d < JOBQ_MAX_DATABASES; d++)
 			if (jobq_shared->databases[d].dboid == slot->dboid)
 			{
-				counts[d]++;
+				if (slot->kind == JOBQ_WORKER_HTTP)
+					http_counts[d]++;
+				else
+					counts[d]++;
 				known = true;
 			}
 
@@ -411,6 +445,17 @@ BalanceExecutors(TimestampTz now)
 				break;
 		}
 
+		/* one HTTP worker per active database (http_worker.c) */
+		if (db->state != JOBQ_DB_ACTIVE && http_counts[d] > 0)
+			StopHttpWorkers(dboid);
+		else if (db->state == JOBQ_DB_ACTIVE && http_counts[d] == 0 &&
+				 now >= db->next_start_at)
+		{
+			if (!StartExecutor(dboid, JOBQ_WORKER_HTTP))
+				return;
+			http_counts[d]++;
+		}
+
 		if (counts[d] > want && db->state != JOBQ_DB_UNKNOWN)
 		{
 			/* too many (jobq.workers lowered, or inactive): stop extras */
@@ -420,7 +465,8 @@ BalanceExecutors(TimestampTz now)
 			{
 				JobqWorkerSlot *slot = &jobq_shared->slots[i];
 
-				if (slot->kind == JOBQ_WORKER_UNUSED || slot->dboid != dboid)
+				if (slot->kind == JOBQ_WORKER_UNUSED || slot->dboid != dboid ||
+					slot->kind == JOBQ_WORKER_HTTP)
 					continue;
 				if (slot->pid != 0)
 					kill(slot->pid, SIGTERM);

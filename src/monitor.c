@@ -123,7 +123,8 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 			values[1] = CStringGetTextDatum(dbname);
 		else
 			nulls[1] = true;
-		values[2] = CStringGetTextDatum(kind == JOBQ_WORKER_PROBE ? "probe" : "executor");
+		values[2] = CStringGetTextDatum(kind == JOBQ_WORKER_PROBE ? "probe" :
+											kind == JOBQ_WORKER_HTTP ? "http" : "executor");
 		values[3] = CStringGetTextDatum(StateName(slot->state));
 		values[4] = Int64GetDatum(job_id);
 		nulls[4] = (job_id == 0);

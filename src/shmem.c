@@ -43,6 +43,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* Backend-local: what to do when the current transaction commits. */
 static bool wake_pending = false;
+static bool http_wake_pending = false;
 static uint32 wake_queue_hash = 0;	/* of the last queue submitted to */
 static bool queues_changed_pending = false;
 static bool activate_pending = false;
@@ -217,6 +218,34 @@ JobqWakeAtCommitForQueue(const char *queue)
 	wake_queue_hash = JobqQueueNameHash(queue);
 }
 
+/*
+ * A job of an http queue: wake the database's HTTP worker at commit
+ * (http_worker.c).  A hint: it also polls.
+ */
+void
+JobqWakeHttpAtCommit(void)
+{
+	http_wake_pending = true;
+}
+
+static void
+WakeHttpWorker(void)
+{
+	int			i;
+
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *slot = &jobq_shared->slots[i];
+		Latch	   *latch;
+
+		if (slot->kind != JOBQ_WORKER_HTTP || slot->dboid != MyDatabaseId)
+			continue;
+		latch = slot->latch;
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+}
+
 /* jobq.queues changed: executors re-read it once this commits. */
 void
 JobqQueuesChangedAtCommit(void)
@@ -302,11 +331,31 @@ static void
 PostCancel(int64 job_id)
 {
 	JobqWorkerSlot *slot = JobqFindSlotRunningJob(MyDatabaseId, job_id);
+	int			i;
 
 	if (slot != NULL)
 	{
 		Latch	   *latch = slot->latch;
 
+		pg_atomic_write_u64(&slot->cancel_job_id, (uint64) job_id);
+		if (latch != NULL)
+			SetLatch(latch);
+		return;
+	}
+
+	/*
+	 * Not an executor's: perhaps one of the HTTP worker's many jobs.  It
+	 * checks all its jobs when told (http_worker.c), so an overwritten id
+	 * loses nothing.
+	 */
+	for (i = 0; i < jobq_shared->nslots; i++)
+	{
+		Latch	   *latch;
+
+		slot = &jobq_shared->slots[i];
+		if (slot->kind != JOBQ_WORKER_HTTP || slot->dboid != MyDatabaseId)
+			continue;
+		latch = slot->latch;
 		pg_atomic_write_u64(&slot->cancel_job_id, (uint64) job_id);
 		if (latch != NULL)
 			SetLatch(latch);
@@ -395,11 +444,14 @@ JobqXactCallback(XactEvent event, void *arg)
 					pg_atomic_fetch_add_u64(&jobq_shared->wake_seq, 1);
 					(void) JobqWakeIdleExecutor(NULL, wake_queue_hash);
 				}
+				if (http_wake_pending)
+					WakeHttpWorker();
 				while (npending_cancels > 0)
 					PostCancel(pending_cancels[--npending_cancels]);
 				UnblockPending();
 			}
 			wake_pending = false;
+			http_wake_pending = false;
 			wake_queue_hash = 0;
 			queues_changed_pending = false;
 			activate_pending = false;
@@ -412,6 +464,7 @@ JobqXactCallback(XactEvent event, void *arg)
 			if (jobq_shared != NULL)
 				UnblockPending();
 			wake_pending = false;
+			http_wake_pending = false;
 			wake_queue_hash = 0;
 			queues_changed_pending = false;
 			activate_pending = false;

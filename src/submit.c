@@ -55,6 +55,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "http.h"
+
 PG_FUNCTION_INFO_V1(jobq_submit);
 PG_FUNCTION_INFO_V1(jobq_submit_batch);
 PG_FUNCTION_INFO_V1(jobq_submit_http);
@@ -411,6 +413,8 @@ SubmitOne(const char *queue, Datum payload,
 				 errhint("Pass queue => the name of a queue of kind http, such as http.")));
 	if (!http_payload && strcmp(info.kind, "http") == 0)
 		payload = CheckHttpPayload(payload);
+	if (strcmp(info.kind, "http") == 0)
+		JobqHttpCheckSubmit(sw.caller, payload);	/* role, allowlist */
 	CheckPayloadSize(payload, 0);
 	opt->handler = info.handler_text;
 	opt->unique_per_owner = info.unique_per_owner;
@@ -419,7 +423,9 @@ SubmitOne(const char *queue, Datum payload,
 	ClaimFloorNoteWritten(queue, opt->priority, SubmitRunAt(opt), id);
 
 	/* nothing in the server runs external queues: no wake-up to pay for */
-	if (strcmp(info.kind, "external") != 0)
+	if (strcmp(info.kind, "http") == 0)
+		JobqWakeHttpAtCommit();
+	else if (strcmp(info.kind, "external") != 0)
 		JobqWakeAtCommitForQueue(queue);
 	SPI_finish();
 	RestoreCaller(&sw);

@@ -302,7 +302,14 @@ INSERT INTO jobq.error_rules (priority, sqlstate, http_status_min, http_status_m
     (50, NULL, 401, 401, 'api_error',         true, 'HTTP 401 Unauthorized'),
     (50, NULL, 403, 403, 'api_error',         true, 'HTTP 403 Forbidden'),
     (60, NULL, 500, 599, 'transient',         true, 'HTTP 5xx'),
-    (60, NULL, 400, 499, 'permanent',         true, 'HTTP other 4xx');
+    (60, NULL, 400, 499, 'permanent',         true, 'HTTP other 4xx'),
+    (60, NULL, 300, 399, 'permanent',         true, 'HTTP 3xx not followed (follow_redirects off, or too many)');
+-- HTTP jobs whose transfer failed (no status): the message's prefix
+INSERT INTO jobq.error_rules (priority, message_pattern, error_class, builtin, description) VALUES
+    (70, '^http timeout:',          'timeout',   true, 'HTTP request timed out'),
+    (70, '^http connection error:', 'transient', true, 'HTTP connection failed or dropped'),
+    (70, '^http tls error:',        'permanent', true, 'HTTP TLS handshake or certificate refused'),
+    (70, '^http refused:',          'permanent', true, 'HTTP host or address not allowed (jobq.http_allowed_hosts)');
 
 INSERT INTO jobq.retry_policies (queue, error_class, retry, backoff, builtin) VALUES
     ('*', 'transient',    true,  NULL,         true),

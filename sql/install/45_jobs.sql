@@ -88,14 +88,13 @@ BEGIN
                    CASE WHEN timeout IS NOT NULL
                         THEN least(greatest((extract(epoch FROM timeout) * 1000)::bigint, 1),
                                    2147483647)::integer
-                   END,
-                   5000);
+                   END);
     RETURN jsonb_build_object('url', url, 'method', m, 'headers', h,
                               'body', body, 'timeout_ms', ms);
 END
 $fn$;
 COMMENT ON FUNCTION jobq._http_payload(text, text, jsonb, text, integer, interval) IS
-    'Internal: validates an HTTP request and returns it as a job payload {url, method, headers, body, timeout_ms} (timeout_ms: given, else the job timeout, else 5000)';
+    'Internal: validates an HTTP request and returns it as a job payload {url, method, headers, body, timeout_ms} (timeout_ms: given, else the job timeout, else NULL: the HTTP worker then takes the queue''s)';
 
 CREATE FUNCTION jobq._check_http_payload(payload jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE

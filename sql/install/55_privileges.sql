@@ -10,7 +10,7 @@
 -- to any queue whose handler it may EXECUTE (checked in C at submit) and to
 -- external and http queues, and sees and cancels its own jobs (RLS below).
 
-GRANT USAGE ON SCHEMA jobq TO jobq_admin, jobq_worker;
+GRANT USAGE ON SCHEMA jobq TO jobq_admin, jobq_worker, jobq_http;
 
 -- Functions: nothing for PUBLIC unless granted below.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobq FROM PUBLIC;

@@ -26,9 +26,11 @@ wait_for "SELECT string_agg(state || ' ' || error_type, ',' ORDER BY id) FROM jo
     "pending worker_lost,pending worker_lost" 30 || it_fail "foreign tokens not recovered"
 assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts WHERE job_id IN ($big, $small) AND error_class = 'worker_lost'")" 2 \
     "each recovery recorded as a worker_lost attempt"
-# tokens are random: the executors' are neither of those, and differ
-assert_eq "$(q "SELECT count(DISTINCT t) FROM unnest(jobq._live_executor_tokens()) t WHERE t NOT IN (1, 9223372036854775000) AND t > 0")" 2 \
-    "two live executors, two distinct random tokens"
+# tokens are random: the executors' (and the HTTP worker's) are neither of
+# those, and differ
+wait_for "SELECT count(DISTINCT t) FROM unnest(jobq._live_executor_tokens()) t WHERE t NOT IN (1, 9223372036854775000) AND t > 0" 3 30 \
+    || it_fail "not three distinct random tokens"
+it_ok "two live executors and the HTTP worker, three distinct random tokens"
 q "SELECT jobq.resume_queue('q')" >/dev/null
 wait_for "SELECT count(*) FROM jobq.jobs WHERE id IN ($big, $small) AND state = 'completed'" 2 30 || it_fail "recovered jobs did not run"
 it_ok "recovered jobs ran"

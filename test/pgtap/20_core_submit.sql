@@ -87,9 +87,9 @@ INSERT INTO ids SELECT 'http', jobq.submit_http('https://example.com/hook?x=1', 
                                                '{"Content-Type": "application/json"}', '{"a":1}');
 SELECT results_eq($$SELECT j.queue, j.payload FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'http'$$,
     $$VALUES ('http'::text, '{"url": "https://example.com/hook?x=1", "method": "POST",
-              "headers": {"Content-Type": "application/json"}, "body": "{\"a\":1}", "timeout_ms": 5000}'::jsonb)$$,
-    'submit_http stores {url, method, headers, body, timeout_ms} in queue http');
-INSERT INTO ids SELECT 'http2', jobq.submit_http('http://[::1]:8080/', timeout => '2 seconds');
+              "headers": {"Content-Type": "application/json"}, "body": "{\"a\":1}", "timeout_ms": null}'::jsonb)$$,
+    'submit_http stores {url, method, headers, body, timeout_ms} in queue http (timeout_ms NULL: the queue''s timeout applies)');
+INSERT INTO ids SELECT 'http2', jobq.submit_http('http://[2606:4700::1]:8080/', timeout => '2 seconds');
 SELECT is((SELECT payload - 'url' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'http2'),
           '{"method": "GET", "headers": {}, "body": null, "timeout_ms": 2000}'::jsonb,
           'submit_http defaults: GET, no headers, no body; timeout_ms from the job timeout');
