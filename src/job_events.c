@@ -22,6 +22,7 @@
 #include "jobq.h"
 #include "job_events.h"
 #include "upkeep.h"
+#include "job_wait.h"
 
 #include "access/xact.h"
 #include "funcapi.h"
@@ -179,6 +180,8 @@ JobEventsReport(const JobqJobEvent *ev)
 {
 	Assert(ev->event >= 0 && ev->event < JOBQ_EVENT_COUNT);
 	Count(ev->event, 1);
+	if (ev->event >= JOBQ_EVENT_FINAL_COMPLETED)
+		JobWaitNoteFinal(ev->job_id);	/* jobq.wait (job_wait.c) */
 }
 
 PG_FUNCTION_INFO_V1(jobq_job_event);

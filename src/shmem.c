@@ -22,6 +22,7 @@
  */
 #include "jobq.h"
 #include "claim_floor.h"
+#include "job_wait.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -66,7 +67,8 @@ JobqShmemSize(void)
 static Size
 JobqShmemTotalSize(void)
 {
-	return add_size(JobqShmemSize(), ClaimFloorShmemSize());
+	return add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
+					JobWaitShmemSize());
 }
 
 static void
@@ -107,6 +109,7 @@ JobqShmemStartup(void)
 		}
 	}
 	ClaimFloorShmemInit();
+	JobWaitShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
