@@ -87,6 +87,9 @@ def spec():
     rows.append(("latency.p50", "p50", "base.update.c1.lat", lambda v, b, R: v <= 0.5, "≤ 0.5 ms"))
     rows.append(("latency.p99", "p99", "base.update.c1.lat", lambda v, b, R: v <= 2.0, "≤ 2 ms"))
     rows.append(("latency.max", "max", "base.update.c1.lat", None, None))
+    sec("submit, commit, then jobq.wait until final (idle system)")
+    rows.append(("wait.p50", "p50 submit commit → wait returns", "base.update.c1.lat", None, None))
+    rows.append(("wait.p99", "p99", "base.update.c1.lat", None, None))
     sec("external workers: claim + complete (pgbench)")
     for key, what in (("b1", "claim 1, complete it"),
                       ("b50each", "claim 50, complete each (50 txns)"),

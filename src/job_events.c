@@ -5,8 +5,10 @@
  *	  jobs final (see job_events.h for the rule).
  *
  * What is attached today: the claim count that paces the executors'
- * VACUUM (upkeep.c), and per-database counts of each event in shared
- * memory (JobqDatabase.events), shown by jobq._job_events().  The counts
+ * VACUUM (upkeep.c), per-database counts of each event in shared memory
+ * (JobqDatabase.events), shown by jobq._job_events(), and the wake-up of
+ * jobq.wait's waiters by the commit that makes their job final
+ * (job_wait.c).  The counts
  * are transactional: an event is counted when the transaction that made
  * the change commits (or is prepared), not at all when it or the
  * subtransaction that made it aborts, so they agree with the rows of

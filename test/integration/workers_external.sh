@@ -10,7 +10,7 @@ source "$(dirname "$0")/../lib.sh"
 
 PY=/usr/bin/python3     # Debian's python3, which python3-psycopg is for
 "$PY" -c 'import psycopg' 2>/dev/null || it_fail "python3-psycopg is not installed (apt-get install python3-psycopg)"
-command -v node >/dev/null || it_fail "node is not installed (apt-get install nodejs npm)"
+command -v node >/dev/null && command -v npm >/dev/null || it_fail "node and npm are needed (Debian: apt-get install nodejs npm)"
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 [ -x "$PGBOUNCER" ] || it_fail "pgbouncer is not installed (apt-get install pgbouncer)"
 
