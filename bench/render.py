@@ -87,6 +87,9 @@ def spec():
     rows.append(("latency.p50", "p50", "base.update.c1.lat", lambda v, b, R: v <= 0.5, "≤ 0.5 ms"))
     rows.append(("latency.p99", "p99", "base.update.c1.lat", lambda v, b, R: v <= 2.0, "≤ 2 ms"))
     rows.append(("latency.max", "max", "base.update.c1.lat", None, None))
+    sec("submit, commit, then jobq.wait until final (idle system)")
+    rows.append(("wait.p50", "p50 submit commit → wait returns", "base.update.c1.lat", None, None))
+    rows.append(("wait.p99", "p99", "base.update.c1.lat", None, None))
     sec("external workers: claim + complete (pgbench)")
     for key, what in (("b1", "claim 1, complete it"),
                       ("b50each", "claim 50, complete each (50 txns)"),
@@ -95,6 +98,11 @@ def spec():
             rows.append((f"claim.{key}.c{c}", f"{what}, {c} client{'s' if c > 1 else ''}",
                          f"base.update.c{c}", lambda v, b, R: b is not None and v >= 0.5 * b,
                          f"≥ 0.5× UPDATE@{c}"))
+    sec("external workers: one transaction per job (jobq.finish_and_claim, pgbench)")
+    for c in (1, 2, 8):
+        rows.append((f"rt.c{c}", f"end the job in hand + claim the next, {c} client{'s' if c > 1 else ''}",
+                     f"pair.update.c{c}|base.update.c{c}", lambda v, b, R: b is not None and v >= 0.8 * b,
+                     f"≥ 0.8× UPDATE@{c} (taken just before)"))
     sec("HTTP jobs (local server, 10 ms responses)")
     for w in (2, 4):
         rows.append((f"http.w{w}", f"HTTP jobs completed, jobq.workers = {w}", "base.update.c8", None, None))

@@ -5,9 +5,11 @@
  *	  jobs final (see job_events.h for the rule).
  *
  * What is attached today: the claim count that paces the executors'
- * VACUUM (upkeep.c), circuit breakers (breaker.c: outcomes), and
+ * VACUUM (upkeep.c), circuit breakers (breaker.c: outcomes),
  * per-database counts of each event in shared memory
- * (JobqDatabase.events), shown by jobq._job_events().  The counts
+ * (JobqDatabase.events), shown by jobq._job_events(), and the wake-up of
+ * jobq.wait's waiters by the commit that makes their job final
+ * (job_wait.c).  The counts
  * are transactional: an event is counted when the transaction that made
  * the change commits (or is prepared), not at all when it or the
  * subtransaction that made it aborts, so they agree with the rows of
@@ -24,6 +26,7 @@
 #include "job_events.h"
 #include "breaker.h"
 #include "upkeep.h"
+#include "job_wait.h"
 
 #include "access/xact.h"
 #include "funcapi.h"
@@ -182,6 +185,8 @@ JobEventsReport(const JobqJobEvent *ev)
 	Assert(ev->event >= 0 && ev->event < JOBQ_EVENT_COUNT);
 	Count(ev->event, 1);
 	BreakerNoteEvent(ev);
+	if (ev->event >= JOBQ_EVENT_FINAL_COMPLETED)
+		JobWaitNoteFinal(ev->job_id);	/* jobq.wait (job_wait.c) */
 }
 
 PG_FUNCTION_INFO_V1(jobq_job_event);

@@ -23,6 +23,7 @@
 #include "jobq.h"
 #include "claim_floor.h"
 #include "breaker.h"
+#include "job_wait.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -69,7 +70,7 @@ static Size
 JobqShmemTotalSize(void)
 {
 	return add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
-					BreakerShmemSize());
+					add_size(BreakerShmemSize(), JobWaitShmemSize()));
 }
 
 static void
@@ -112,6 +113,7 @@ JobqShmemStartup(void)
 	}
 	ClaimFloorShmemInit();
 	BreakerShmemInit();
+	JobWaitShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

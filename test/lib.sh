@@ -12,7 +12,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PG_BIN=${PG_BIN:-$(dirname "$PG_CONFIG")}
 export PG_CONFIG PG_BIN JOBQ_ROOT
 
-JOBQ_DEB_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev build-essential python3 iproute2 procps"
+JOBQ_DEB_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev build-essential python3 iproute2 procps python3-psycopg pgbouncer nodejs"
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
@@ -53,6 +53,14 @@ jobq_ensure_deps() {
         -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef \
         "${missing[@]}" >/dev/null \
         || die "apt-get install failed: ${missing[*]}"
+    # pgbouncer's package may start its own service: tests start theirs
+    if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
+        if command -v systemctl >/dev/null && systemctl is-active --quiet pgbouncer 2>/dev/null; then
+            systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+        elif [ -x /etc/init.d/pgbouncer ]; then
+            /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
+        fi
+    fi
 }
 
 # Build and install the extension.  Our own Asserts run in tests (pgvector's

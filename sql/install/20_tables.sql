@@ -24,9 +24,20 @@ CREATE FUNCTION jobq._backoff_strategies() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     RETURN ARRAY['exponential', 'linear', 'fibonacci', 'aggressive',
-                 'fixed']::text[];
+                 'fixed', 'custom']::text[];
 COMMENT ON FUNCTION jobq._backoff_strategies() IS
     'Internal: the backoff strategies of jobq.';
+
+CREATE FUNCTION jobq._delays_valid(delays interval[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN delays IS NULL
+        OR (cardinality(delays) BETWEEN 1 AND 100
+            AND array_ndims(delays) = 1
+            AND NOT EXISTS (SELECT FROM unnest(delays) d
+                             WHERE d IS NULL OR d < interval '0' OR d > interval '1 year'));
+COMMENT ON FUNCTION jobq._delays_valid(interval[]) IS
+    'Internal: whether a custom backoff delay list is valid: 1 to 100 delays, each from 0 to 1 year, no NULL';
 
 -- The range of every time limit jobq enforces (queue and job timeouts,
 -- warn_after): at least 1 ms, the unit limits are enforced in (a shorter one
@@ -68,7 +79,10 @@ CREATE TABLE jobq.queues (
     -- token bucket of rate_limit (state, not configuration)
     rate_tokens     double precision,
     rate_refilled_at timestamptz,
-    CHECK ((kind OPERATOR(pg_catalog.=) 'sql') OPERATOR(pg_catalog.=) (handler IS NOT NULL))
+    CHECK ((kind OPERATOR(pg_catalog.=) 'sql') OPERATOR(pg_catalog.=) (handler IS NOT NULL)),
+    delays          interval[],
+    CONSTRAINT queues_delays_custom
+        CHECK ((backoff OPERATOR(pg_catalog.=) 'custom') OPERATOR(pg_catalog.=) (delays IS NOT NULL))
 );
 COMMENT ON TABLE jobq.queues IS
     'jobq: one row per queue; written only through jobq.create_queue/alter_queue/pause_queue/resume_queue/drop_queue';
@@ -76,7 +90,8 @@ COMMENT ON COLUMN jobq.queues.handler IS
     'SQL handler as schema.function(argtypes) text (not regprocedure: reg* columns block pg_upgrade); NULL unless kind = sql';
 COMMENT ON COLUMN jobq.queues.concurrency IS 'max jobs of this queue running at once; NULL = no limit';
 COMMENT ON COLUMN jobq.queues.max_attempts IS 'total tries, the first included (a job''s own max_attempts overrides it)';
-COMMENT ON COLUMN jobq.queues.backoff IS 'exponential | linear | fibonacci | aggressive | fixed';
+COMMENT ON COLUMN jobq.queues.backoff IS 'exponential | linear | fibonacci | aggressive | fixed | custom (delays)';
+COMMENT ON COLUMN jobq.queues.delays IS 'backoff custom: retry n waits delays[n], the last one repeating (jitter applied, max_delay not); NULL for other strategies';
 COMMENT ON COLUMN jobq.queues.jitter IS '+/- fraction applied to every backoff delay';
 COMMENT ON COLUMN jobq.queues.timeout IS 'hard limit of one attempt (a job''s own timeout overrides it)';
 COMMENT ON COLUMN jobq.queues.warn_after IS 'a running attempt past this is logged as slow; NULL = never';
@@ -302,8 +317,14 @@ CREATE TABLE jobq.retry_policies (
     base_delay      interval CHECK (base_delay OPERATOR(pg_catalog.>=) '0'::interval),
     max_delay       interval CHECK (max_delay OPERATOR(pg_catalog.>=) '0'::interval),
     builtin         boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (queue, error_class)
+    PRIMARY KEY (queue, error_class),
+    delays          interval[],
+    CONSTRAINT retry_policies_delays_custom
+        CHECK ((backoff OPERATOR(pg_catalog.=) 'custom') IS NOT DISTINCT FROM (delays IS NOT NULL)
+               OR (backoff IS NULL AND delays IS NULL)),
+    CONSTRAINT retry_policies_delays_valid CHECK (jobq._delays_valid(delays))
 );
 COMMENT ON TABLE jobq.retry_policies IS
     'jobq: whether and how an error class is retried; rows of a queue override the ''*'' defaults; NULL backoff columns mean the queue''s own';
+COMMENT ON COLUMN jobq.retry_policies.delays IS 'backoff custom: the policy''s delay list (required with custom, NULL otherwise); NULL backoff: the queue''s strategy and delays';
 COMMENT ON COLUMN jobq.retry_policies.builtin IS 'installed by jobq; pg_dump keeps only rows that are not built in';

@@ -4,7 +4,7 @@
 --                    jobq.error_rules; else 'unknown')
 --   policy           jobq._retry_policy (queue row, else '*' row; NULL
 --                    backoff columns = the queue's own)
---   delay            jobq.backoff_delay (strategy, cap, jitter), raised to
+--   delay            jobq.backoff_delay (strategy or delay list, cap, jitter), raised to
 --                    an explicit retry_after
 --   decision         jobq._retry_decision (retry or dead letter; a
 --                    rate_limited wait does not use up an attempt)
@@ -16,7 +16,7 @@
 ---------------------------------------------------------------------------
 CREATE FUNCTION jobq.backoff_delay(strategy text, base_delay interval,
                                    max_delay interval, jitter double precision,
-                                   n integer)
+                                   n integer, delays interval[] DEFAULT NULL)
     RETURNS interval
     LANGUAGE plpgsql VOLATILE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
@@ -34,7 +34,15 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('unknown backoff strategy "%s"', strategy),
             DETAIL = 'backoff is the strategy that spaces the retries of a job.',
-            HINT = 'Use one of exponential, linear, fibonacci, aggressive, fixed.';
+            HINT = 'Use one of exponential, linear, fibonacci, aggressive, fixed, custom.';
+    END IF;
+    IF (strategy = 'custom') <> (delays IS NOT NULL) OR NOT jobq._delays_valid(delays) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = CASE WHEN strategy = 'custom' AND delays IS NULL THEN 'backoff custom needs delays'
+                           WHEN strategy <> 'custom' THEN format('delays are only for backoff custom, not %s', strategy)
+                           ELSE format('invalid delays %s', delays) END,
+            DETAIL = 'With backoff custom, retry n waits delays[n] and the last delay repeats: 1 to 100 delays, each from 0 to 1 year.',
+            HINT = 'Pass e.g. backoff => ''custom'', delays => ''{60 s, 180 s, 600 s}''.';
     END IF;
     IF n IS NULL OR n < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -53,6 +61,15 @@ BEGIN
             MESSAGE = 'base_delay and max_delay must not be NULL or negative',
             DETAIL = 'The delay starts from base_delay and never exceeds max_delay.',
             HINT = 'Pass intervals such as ''1 second'' and ''1 hour''.';
+    END IF;
+
+    -- custom: the list as given (max_delay does not cap it), jitter applied
+    IF strategy = 'custom' THEN
+        d := extract(epoch FROM delays[least(n, cardinality(delays))]);
+        IF jitter > 0 THEN
+            d := d * (1 + jitter * (2 * random() - 1));
+        END IF;
+        RETURN make_interval(secs => greatest(d, 0));
     END IF;
 
     base := extract(epoch FROM base_delay);
@@ -83,8 +100,8 @@ BEGIN
     RETURN make_interval(secs => d);
 END
 $fn$;
-COMMENT ON FUNCTION jobq.backoff_delay(text, interval, interval, double precision, integer) IS
-    'jobq: delay before retry n (n = 1 first retry): exponential base*2^(n-1), linear base*n, fibonacci base*fib(n), aggressive base*3^(n-1), fixed base; capped at max_delay, then +/- jitter fraction, never above max_delay';
+COMMENT ON FUNCTION jobq.backoff_delay(text, interval, interval, double precision, integer, interval[]) IS
+    'jobq: delay before retry n (n = 1 first retry): exponential base*2^(n-1), linear base*n, fibonacci base*fib(n), aggressive base*3^(n-1), fixed base; capped at max_delay, then +/- jitter fraction, never above max_delay; custom: delays[n], the last one repeating, +/- jitter (max_delay does not apply)';
 
 ---------------------------------------------------------------------------
 -- classification
@@ -130,17 +147,20 @@ COMMENT ON FUNCTION jobq._check_error_class(text) IS
 ---------------------------------------------------------------------------
 CREATE FUNCTION jobq._retry_policy(queue text, error_class text,
                                    OUT retry boolean, OUT backoff text,
-                                   OUT base_delay interval, OUT max_delay interval)
+                                   OUT base_delay interval, OUT max_delay interval,
+                                   OUT delays interval[])
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT coalesce(p.retry, false),
            coalesce(p.backoff, q.backoff),
            coalesce(p.base_delay, q.base_delay),
-           coalesce(p.max_delay, q.max_delay)
+           coalesce(p.max_delay, q.max_delay),
+           -- a policy's own strategy comes with its own delays
+           CASE WHEN p.backoff IS NOT NULL THEN p.delays ELSE q.delays END
       FROM jobq.queues q
       LEFT JOIN LATERAL (
-            SELECT rp.retry, rp.backoff, rp.base_delay, rp.max_delay
+            SELECT rp.retry, rp.backoff, rp.base_delay, rp.max_delay, rp.delays
               FROM jobq.retry_policies rp
              WHERE rp.error_class = _retry_policy.error_class
                AND rp.queue IN (q.name, '*')
@@ -149,7 +169,7 @@ BEGIN ATOMIC
      WHERE q.name = _retry_policy.queue;
 END;
 COMMENT ON FUNCTION jobq._retry_policy(text, text) IS
-    'Internal: the retry policy of a class in a queue: the queue''s row, else the ''*'' row, else no retry; NULL backoff columns filled from the queue';
+    'Internal: the retry policy of a class in a queue: the queue''s row, else the ''*'' row, else no retry; NULL backoff columns filled from the queue (a NULL backoff takes the queue''s delays too)';
 
 -- What to do after a failed lease.  attempt is the lease number (jobs.attempt),
 -- snoozes the leases that did not count before this one.
@@ -190,7 +210,7 @@ BEGIN
     END IF;
     -- n: 1 before the first retry.  Snoozes back off on their own count.
     n := CASE WHEN snooze THEN snoozes + 1 ELSE greatest(used, 1) END;
-    delay := jobq.backoff_delay(pol.backoff, pol.base_delay, pol.max_delay, q.jitter, n);
+    delay := jobq.backoff_delay(pol.backoff, pol.base_delay, pol.max_delay, q.jitter, n, pol.delays);
     -- An explicit delay is a minimum, even above max_delay.
     IF retry_after IS NOT NULL AND retry_after > delay THEN
         delay := retry_after;

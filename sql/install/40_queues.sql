@@ -100,7 +100,15 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('unknown backoff strategy "%s"', q.backoff),
             DETAIL = 'backoff is the strategy that spaces the retries of a job.',
-            HINT = 'Use one of exponential, linear, fibonacci, aggressive, fixed.';
+            HINT = 'Use one of exponential, linear, fibonacci, aggressive, fixed, custom.';
+    END IF;
+    IF (q.backoff = 'custom') <> (q.delays IS NOT NULL) OR NOT jobq._delays_valid(q.delays) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = CASE WHEN q.backoff = 'custom' AND q.delays IS NULL THEN 'backoff custom needs delays'
+                           WHEN q.backoff <> 'custom' THEN format('delays are only for backoff custom, not %s', q.backoff)
+                           ELSE format('invalid delays %s', q.delays) END,
+            DETAIL = 'With backoff custom, retry n waits delays[n] and the last delay repeats: 1 to 100 delays, each from 0 to 1 year.',
+            HINT = 'Pass e.g. backoff => ''custom'', delays => ''{60 s, 180 s, 600 s}''.';
     END IF;
     IF q.base_delay IS NULL OR q.base_delay < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -202,7 +210,8 @@ CREATE FUNCTION jobq.create_queue(
     rate_limit    double precision DEFAULT NULL,
     retention     interval         DEFAULT '1 hour',
     breaker       text             DEFAULT NULL,
-    unique_scope  text             DEFAULT 'owner')
+    unique_scope  text             DEFAULT 'owner',
+    delays        interval[]       DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -225,16 +234,17 @@ BEGIN
     q.retention := retention;
     q.breaker := breaker;
     q.unique_scope := unique_scope;
+    q.delays := delays;
     PERFORM jobq._check_queue(q);
 
     INSERT INTO jobq.queues (name, kind, handler, concurrency, max_attempts,
                              backoff, base_delay, max_delay, jitter, timeout,
                              warn_after, rate_limit, retention, breaker,
-                             unique_scope)
+                             unique_scope, delays)
     VALUES (q.name, q.kind, q.handler, q.concurrency, q.max_attempts,
             q.backoff, q.base_delay, q.max_delay, q.jitter, q.timeout,
             q.warn_after, q.rate_limit, q.retention, q.breaker,
-            q.unique_scope)
+            q.unique_scope, q.delays)
     ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -244,8 +254,8 @@ BEGIN
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text) IS
-    'jobq: creates a queue (kind sql when a handler is given, else external unless kind says http)';
+COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[]) IS
+    'jobq: creates a queue (kind sql when a handler is given, else external unless kind says http); backoff custom takes the delay list delays';
 
 CREATE FUNCTION jobq.alter_queue(
     name          text,
@@ -263,7 +273,8 @@ CREATE FUNCTION jobq.alter_queue(
     retention     interval         DEFAULT NULL,
     breaker       text             DEFAULT NULL,
     reset         text[]           DEFAULT NULL,
-    unique_scope  text             DEFAULT NULL)
+    unique_scope  text             DEFAULT NULL,
+    delays        interval[]       DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -273,7 +284,8 @@ DECLARE
     opt     text;
     options CONSTANT text[] := ARRAY['handler', 'concurrency', 'max_attempts',
         'backoff', 'base_delay', 'max_delay', 'jitter', 'timeout',
-        'warn_after', 'rate_limit', 'retention', 'breaker', 'unique_scope'];
+        'warn_after', 'rate_limit', 'retention', 'breaker', 'unique_scope',
+        'delays'];
 BEGIN
     FOREACH opt IN ARRAY coalesce(reset, '{}') LOOP
         IF opt IS NULL OR NOT (opt = ANY (options)) THEN
@@ -303,6 +315,7 @@ BEGIN
     IF 'retention' = ANY (reset) THEN q.retention := '1 hour'; END IF;
     IF 'breaker' = ANY (reset) THEN q.breaker := NULL; END IF;
     IF 'unique_scope' = ANY (reset) THEN q.unique_scope := 'owner'; END IF;
+    IF 'delays' = ANY (reset) THEN q.delays := NULL; END IF;
 
     IF handler IS NOT NULL THEN
         q.handler := jobq._handler_text(handler);
@@ -325,6 +338,8 @@ BEGIN
     q.retention := coalesce(retention, q.retention);
     q.breaker := coalesce(breaker, q.breaker);
     q.unique_scope := coalesce(unique_scope, q.unique_scope);
+    -- delays belong to backoff custom: another strategy drops them
+    q.delays := CASE WHEN q.backoff = 'custom' THEN coalesce(delays, q.delays) ELSE delays END;
     PERFORM jobq._check_queue(q);
 
     UPDATE jobq.queues
@@ -333,7 +348,8 @@ BEGIN
            base_delay = q.base_delay, max_delay = q.max_delay,
            jitter = q.jitter, timeout = q.timeout, warn_after = q.warn_after,
            rate_limit = q.rate_limit, retention = q.retention,
-           breaker = q.breaker, unique_scope = q.unique_scope, updated_at = now(),
+           breaker = q.breaker, unique_scope = q.unique_scope, delays = q.delays,
+           updated_at = now(),
            rate_tokens = CASE WHEN q.rate_limit IS DISTINCT FROM queues.rate_limit
                               THEN NULL ELSE queues.rate_tokens END
      WHERE queues.name = q.name;
@@ -342,7 +358,7 @@ BEGIN
     PERFORM jobq._wake_at_commit();
 END
 $fn$;
-COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text) IS
+COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[]) IS
     'jobq: changes the settings given (NULL = unchanged); reset names settings to set back to NULL (handler, concurrency, warn_after, rate_limit, breaker) or to create_queue''s default';
 
 CREATE FUNCTION jobq.pause_queue(name text) RETURNS void

@@ -24,13 +24,14 @@ GRANT EXECUTE ON FUNCTION
     jobq.retry_later(text, interval),
     jobq.rate_limited(text, interval),
     jobq.give_up(text),
-    jobq.backoff_delay(text, interval, interval, double precision, integer),
+    jobq.backoff_delay(text, interval, interval, double precision, integer, interval[]),
     jobq.classify_error(text, integer, text),
     -- pure helpers the functions above call with the caller's privileges
     jobq._check_after(interval),
     jobq._retry_after_detail(interval),
     jobq._retry_after_from_detail(text),
     jobq._backoff_strategies(),
+    jobq._delays_valid(interval[]),
     jobq._error_classes()
     TO PUBLIC;
 
@@ -42,8 +43,8 @@ GRANT EXECUTE ON FUNCTION
     TO jobq_worker, jobq_admin;
 
 GRANT EXECUTE ON FUNCTION
-    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text),
-    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text),
+    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[]),
+    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[]),
     jobq.pause_queue(text),
     jobq.resume_queue(text),
     jobq.drop_queue(text, boolean),

@@ -85,6 +85,8 @@ SELECT CASE
   WHEN argname IN ('queue', 'name') AND t = 'text'::regtype THEN '''hx'''
   WHEN argname IN ('what', 'action') THEN '''lease'''
   WHEN argname IN ('unique_key') THEN 'NULL'
+  -- jobq.wait blocks for its timeout: a short one (also valid for queues and jobs)
+  WHEN argname IN ('timeout') AND t = 'interval'::regtype THEN '''10 milliseconds'''
   WHEN argname IN ('payloads') THEN '''[{}, {\"n\": 2}]'''
   WHEN argname IN ('dead_letter_id') THEN '(SELECT min(id) FROM jobq.dead_letter)'
   ELSE (SELECT CASE t

@@ -37,7 +37,7 @@ SELECT columns_are('jobq', 'dead_letter', ARRAY['id', 'job_id', 'queue', 'payloa
     'max_attempts', 'timeout', 'error_class', 'last_error', 'attempts', 'history', 'failed_at',
     'resolved_at', 'resolution_note', 'requeued_job_id'], 'jobq.dead_letter columns');
 SELECT columns_are('jobq', 'retry_policies', ARRAY['queue', 'error_class', 'retry', 'backoff',
-    'base_delay', 'max_delay', 'builtin'], 'jobq.retry_policies columns');
+    'base_delay', 'max_delay', 'builtin', 'delays'], 'jobq.retry_policies columns');
 
 SELECT col_is_pk('jobq', 'jobs_active', 'id', 'jobs_active primary key on id');
 SELECT col_is_pk('jobq', 'jobs_final', 'id', 'jobs_final primary key on id');
