@@ -20,6 +20,7 @@
 #include "jobq.h"
 #include "job_store.h"
 #include "breaker.h"
+#include "duties.h"
 #include "upkeep.h"
 #include "run_sql.h"
 #include "settle.h"
@@ -774,9 +775,11 @@ ProcessJobs(bool check_extension)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		/* between transactions: the claimed next batch waits for it */
+		/* between transactions: the claimed next batch waits for them */
 		if (JobqVacuumDue())
 			JobqVacuumJobsActive();
+		if (JobqDutiesDue())
+			JobqRunDuties();
 	}
 	holding_jobs = false;
 	return total;
@@ -838,6 +841,8 @@ ExecutorLoop(uint32 activations)
 		/* external workers' claims count too, and wake us for this */
 		if (JobqVacuumDue())
 			JobqVacuumJobsActive();
+		if (JobqDutiesDue())
+			JobqRunDuties();
 
 		/* claims are slow just now (see claim_pause_until): let jobs gather */
 		if (ClaimPaused())

@@ -143,6 +143,8 @@ typedef enum JobqDatabaseState
  * One database the launcher knows about.  Entries are added by the launcher's
  * scan of pg_database and by jobq._activate_database() (CREATE EXTENSION).
  */
+#define JOBQ_MAX_DUTIES 8
+
 typedef struct JobqDatabase
 {
 	Oid			dboid;
@@ -165,6 +167,9 @@ typedef struct JobqDatabase
 
 	/* committed job events of the database, by JobqEvent (job_events.c) */
 	pg_atomic_uint64 events[JOBQ_EVENT_COUNT];
+
+	/* each periodic duty's next run, by JobqDuty (duties.c; under the lock) */
+	TimestampTz duty_next_at[JOBQ_MAX_DUTIES];
 } JobqDatabase;
 
 /*
@@ -231,6 +236,7 @@ extern void JobqUnblockAtXactEnd(Oid dboid);
 extern void JobqWakeLauncher(void);
 extern void JobqRegisterXactCallback(void);
 extern JobqDatabase *JobqFindDatabase(Oid dboid, bool create);
+extern JobqDatabase *JobqMyDatabase(void);
 extern JobqWorkerSlot *JobqFindSlotRunningJob(Oid dboid, int64 job_id);
 extern int64 JobqNewToken(void);
 extern void JobqNoteEndedJob(JobqWorkerSlot *slot);

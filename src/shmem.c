@@ -151,6 +151,28 @@ JobqFindDatabase(Oid dboid, bool create)
 	return NULL;
 }
 
+/* This backend's database entry, looked up once. */
+static JobqDatabase *my_db = NULL;
+
+/*
+ * The entry of this backend's database, or NULL (no shared memory, no
+ * database, or the table full).  Entries are never moved; one is reused
+ * only for another database, which the dboid check catches.
+ */
+JobqDatabase *
+JobqMyDatabase(void)
+{
+	if (jobq_shared == NULL || !OidIsValid(MyDatabaseId))
+		return NULL;
+	if (my_db == NULL || my_db->dboid != MyDatabaseId)
+	{
+		LWLockAcquire(jobq_shared->lock, LW_SHARED);
+		my_db = JobqFindDatabase(MyDatabaseId, false);
+		LWLockRelease(jobq_shared->lock);
+	}
+	return my_db;
+}
+
 /*
  * The executor slot of dboid currently running job_id, or NULL.  Read without
  * the lock: the caller only uses it to post a cancel request that the

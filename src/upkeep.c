@@ -69,25 +69,7 @@
 
 int			jobq_vacuum_after = 10000;
 
-/* This backend's database entry, looked up once (see MyDatabase). */
-static JobqDatabase *my_db = NULL;
-
 static uint32 Threshold(JobqDatabase *db);
-
-static JobqDatabase *
-MyDatabase(void)
-{
-	if (jobq_shared == NULL || !OidIsValid(MyDatabaseId))
-		return NULL;
-	/* entries are never moved; one is reused only for another database */
-	if (my_db == NULL || my_db->dboid != MyDatabaseId)
-	{
-		LWLockAcquire(jobq_shared->lock, LW_SHARED);
-		my_db = JobqFindDatabase(MyDatabaseId, false);
-		LWLockRelease(jobq_shared->lock);
-	}
-	return my_db;
-}
 
 void
 JobqNoteClaimed(uint64 njobs, bool by_executor)
@@ -95,7 +77,7 @@ JobqNoteClaimed(uint64 njobs, bool by_executor)
 	JobqDatabase *db;
 	uint32		before;
 
-	if (njobs == 0 || jobq_vacuum_after <= 0 || (db = MyDatabase()) == NULL)
+	if (njobs == 0 || jobq_vacuum_after <= 0 || (db = JobqMyDatabase()) == NULL)
 		return;
 	before = pg_atomic_fetch_add_u32(&db->claimed_since_vacuum,
 									 (uint32) Min(njobs, PG_INT32_MAX));
@@ -119,7 +101,7 @@ JobqVacuumDue(void)
 {
 	JobqDatabase *db;
 
-	if (jobq_vacuum_after <= 0 || (db = MyDatabase()) == NULL)
+	if (jobq_vacuum_after <= 0 || (db = JobqMyDatabase()) == NULL)
 		return false;
 	if (pg_atomic_read_u32(&db->claimed_since_vacuum) < Threshold(db))
 		return false;
@@ -159,7 +141,7 @@ DeadTuples(Oid relid)
 void
 JobqVacuumJobsActive(void)
 {
-	JobqDatabase *db = MyDatabase();
+	JobqDatabase *db = JobqMyDatabase();
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		counted;
 	int			backoff_ms;

@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * duties.h
+ *	  Periodic work of a database (cleanup, metrics flush, alerts) run by
+ *	  its executors between batches (duties.c).
+ *
+ * IDENTIFICATION
+ *	  src/duties.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBQ_DUTIES_H
+#define JOBQ_DUTIES_H
+
+/*
+ * The duties, in the order they run when several are due.  A new duty adds
+ * its name here and its row to duties[] in duties.c.
+ */
+typedef enum JobqDuty
+{
+	JOBQ_DUTY_COUNT
+} JobqDuty;
+
+/* Executor, between transactions: is any duty of this database due? */
+extern bool JobqDutiesDue(void);
+
+/*
+ * Executor, outside any transaction: run every due duty of this database
+ * once (each in its own transactions; an error is logged, not raised).
+ */
+extern void JobqRunDuties(void);
+
+#endif							/* JOBQ_DUTIES_H */
