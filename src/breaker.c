@@ -13,7 +13,8 @@
  * of class transient, timeout, worker_lost or unknown is the dependency's
  * fault and counts; validation, permanent, api_error and cancelled are the
  * job's and do not; rate_limited is a snooze (its Retry-After is honoured by
- * the retry engine) and does not count either.
+ * the retry engine) and does not count either, nor does breaker_open (the
+ * failure a fail_fast queue's jobs get from the open breaker itself).
  *
  * The live state is in shared memory, one entry per key in use, so that the
  * claim asks it without I/O and every process sees one breaker: a claim
@@ -354,11 +355,12 @@ EnsureLoaded(void)
 }
 
 /*
- * The breaker key of queue: its breaker option, else its name.  Kept per
- * backend until jobq.queues changes.
+ * The breaker key of queue: its breaker option, else its name; and, when
+ * fail_fast is not NULL, whether the queue's breaker_mode is fail_fast.
+ * Kept per backend until jobq.queues changes.
  */
 static char *
-KeyOfQueue(const char *queue)
+KeyOfQueue(const char *queue, bool *fail_fast)
 {
 	static MemoryContext cxt = NULL;
 	static HTAB *keys = NULL;
@@ -368,11 +370,14 @@ KeyOfQueue(const char *queue)
 	{
 		char		queue[NAMEDATALEN * 4];
 		char	   *key;
+		bool		fail_fast;
 	}			KeyEntry;
 	KeyEntry   *ke;
 	bool		found;
 	JobqQueueRow row;
 
+	if (fail_fast)
+		*fail_fast = false;
 	if (strlen(queue) >= NAMEDATALEN * 4)
 		return pstrdup(queue);
 	if (keys == NULL || version != version_seen)
@@ -391,33 +396,40 @@ KeyOfQueue(const char *queue)
 		version_seen = version;
 	}
 	ke = hash_search(keys, queue, HASH_FIND, NULL);
-	if (ke != NULL)
-		return ke->key;
-	PushActiveSnapshot(GetLatestSnapshot());
-	found = JobqReadQueue(queue, GetActiveSnapshot(), &row);
-	PopActiveSnapshot();
-	ke = hash_search(keys, queue, HASH_ENTER, NULL);
-	ke->key = MemoryContextStrdup(cxt, found && row.breaker != NULL ? row.breaker : queue);
+	if (ke == NULL)
+	{
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = JobqReadQueue(queue, GetActiveSnapshot(), &row);
+		PopActiveSnapshot();
+		ke = hash_search(keys, queue, HASH_ENTER, NULL);
+		ke->key = MemoryContextStrdup(cxt, found && row.breaker != NULL ? row.breaker : queue);
+		ke->fail_fast = found && row.breaker_fail_fast;
+	}
+	if (fail_fast)
+		*fail_fast = ke->fail_fast;
 	return ke->key;
 }
 
 int
-BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing)
+BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing,
+			 bool *fail_fast)
 {
 	BreakerEntry *e;
 	TimestampTz now;
 	char	   *key;
+	bool		queue_fails_fast;
 	int			n = want;
 
 	if (held_until)
 		*held_until = 0;
 	*probing = false;
+	*fail_fast = false;
 	if (breakers == NULL || want <= 0)
 		return want;
 	EnsureLoaded();
 	if (pg_atomic_read_u32(&breakers->not_closed) == 0)
 		return want;
-	key = KeyOfQueue(queue);
+	key = KeyOfQueue(queue, &queue_fails_fast);
 	now = GetCurrentTimestamp();
 	LWLockAcquire(breakers->lock, LW_EXCLUSIVE);
 	e = Find(key);
@@ -426,7 +438,9 @@ BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing
 		if (now < e->next_probe_at)
 		{
 			n = 0;
-			if (held_until)
+			if (queue_fails_fast)
+				*fail_fast = true;
+			else if (held_until)
 				*held_until = e->next_probe_at;
 		}
 		else
@@ -456,7 +470,7 @@ BreakerReturnProbes(const char *queue, int n)
 	if (breakers == NULL || n <= 0 || pg_atomic_read_u32(&breakers->not_closed) == 0)
 		return;
 	LWLockAcquire(breakers->lock, LW_EXCLUSIVE);
-	e = Find(KeyOfQueue(queue));
+	e = Find(KeyOfQueue(queue, NULL));
 	if (e != NULL && e->state == BREAKER_HALF_OPEN)
 		e->probes_out = Max(e->probes_out - n, 0);
 	LWLockRelease(breakers->lock);
@@ -609,7 +623,7 @@ BreakerNoteEvent(const JobqJobEvent *ev)
 	/* while every breaker is closed only failures matter */
 	if (kind != OUTCOME_FAILURE && pg_atomic_read_u32(&breakers->not_closed) == 0)
 		return;
-	AddOutcome(kind, KeyOfQueue(ev->queue), ev);
+	AddOutcome(kind, KeyOfQueue(ev->queue, NULL), ev);
 }
 
 /* A subtransaction's outcomes go to its parent, or away with it. */

@@ -20,11 +20,13 @@
  * How many of want jobs of queue may be claimed now: want while its
  * breaker is closed, 0 while it is open, the probes left while half open
  * (those returned are taken, and *probing set: give back what the claim
- * did not use with BreakerReturnProbes).  *held_until: when a queue given 0 may be asked
- * again (0 when it is not held).
+ * did not use with BreakerReturnProbes).  *held_until: when a queue given
+ * 0 may be asked again (0 when it is not held).  *fail_fast: the breaker is
+ * open and the queue's breaker_mode is fail_fast: the caller claims up to
+ * want jobs and dead-letters them at once (StoreFailOpenBreaker).
  */
 extern int	BreakerAdmit(const char *queue, int want, TimestampTz *held_until,
-						 bool *probing);
+						 bool *probing, bool *fail_fast);
 extern void BreakerReturnProbes(const char *queue, int n);
 
 /* An event of the job store (job_events.c calls this for every one). */

@@ -90,6 +90,7 @@ extern int	StoreClaimRowsFromSPI(JobqClaimRow *rows, MemoryContext cxt);
 extern void StoreReportClaimed(const char *queue, JobqClaimRow *rows, int n,
 							   bool by_executor);
 extern bool StoreClaimQueueBecameLimited(void);
+extern void StoreFailOpenBreaker(const char *queue, JobqClaimRow *rows, int n);
 /*
  * -1: jobq.direct_access is off, claim through SQL; -2: the queue has a
  * concurrency or rate limit now (claim through jobq._claim).

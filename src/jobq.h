@@ -263,6 +263,7 @@ typedef struct JobqQueueRow
 	bool		limited;		/* concurrency or rate_limit set */
 	bool		unique_per_owner;	/* unique_scope = 'owner' */
 	char	   *breaker;		/* the breaker option; NULL: the queue's name */
+	bool		breaker_fail_fast;	/* breaker_mode = 'fail_fast' */
 } JobqQueueRow;
 
 extern Oid	JobqRelid(const char *relname);

@@ -276,10 +276,30 @@ StoreReportClaimed(const char *queue, JobqClaimRow *rows, int n, bool by_executo
 }
 
 /*
+ * Jobs of queue just claimed while its circuit breaker is open and its
+ * breaker_mode is fail_fast: each attempt fails at once with class
+ * breaker_open, which is never retried (the job is dead-lettered) and does
+ * not count against the breaker.
+ */
+void
+StoreFailOpenBreaker(const char *queue, JobqClaimRow *rows, int n)
+{
+	char	   *message = psprintf("the circuit breaker of queue \"%s\" is open", queue);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		(void) StoreFail(rows[i].id, rows[i].attempt, message, "breaker_open",
+						 NULL, "breaker_mode fail_fast", NULL);
+	pfree(message);
+}
+
+/*
  * The claim, behind the queue's circuit breaker (breaker.c): as many jobs
  * as it admits (none while open: they stay pending, no attempt used; the
  * probes while half open).  *held_until, when not NULL, is set to when a
- * queue its breaker held back may be asked again (0: not held).
+ * queue its breaker held back may be asked again (0: not held).  A queue
+ * in breaker_mode fail_fast is claimed while open, and what the claim took
+ * is dead-lettered (StoreFailOpenBreaker): none is returned.
  */
 int
 StoreClaim(const char *queue, bool limited, int max_jobs, Interval *lease,
@@ -288,9 +308,21 @@ StoreClaim(const char *queue, bool limited, int max_jobs, Interval *lease,
 		   TimestampTz *held_until)
 {
 	bool		probing;
-	int			admitted = BreakerAdmit(queue, max_jobs, held_until, &probing);
+	bool		fail_fast;
+	int			admitted = BreakerAdmit(queue, max_jobs, held_until, &probing,
+										&fail_fast);
 	int			n;
 
+	if (fail_fast)
+	{
+		n = ClaimAdmitted(queue, limited, max_jobs, lease, worker, token,
+						  token_null, rows, cxt, busy);
+		StoreFailOpenBreaker(queue, rows, n);
+		/* a full claim may have left more to fail: look again soon */
+		if (n == max_jobs && busy != NULL)
+			*busy = true;
+		return 0;
+	}
 	if (admitted == 0)
 		return 0;
 	n = ClaimAdmitted(queue, limited, admitted, lease, worker, token, token_null,

@@ -122,6 +122,7 @@ JobqReadQueue(const char *queue, Snapshot snapshot, JobqQueueRow *row)
 	{
 		bool		isnull;
 		Datum		d;
+		AttrNumber	attnum;
 
 		d = slot_getattr(slot, JobqAttnum(desc, "kind", false), &isnull);
 		row->kind = isnull ? pstrdup("") : TextDatumGetCString(d);
@@ -135,6 +136,10 @@ JobqReadQueue(const char *queue, Snapshot snapshot, JobqQueueRow *row)
 		row->limited |= !isnull;
 		d = slot_getattr(slot, JobqAttnum(desc, "breaker", false), &isnull);
 		row->breaker = isnull ? NULL : TextDatumGetCString(d);
+		attnum = JobqAttnum(desc, "breaker_mode", true);
+		/* absent until ALTER EXTENSION jobq UPDATE: hold, as before */
+		row->breaker_fail_fast = attnum != InvalidAttrNumber &&
+			JobqTextEquals(slot_getattr(slot, attnum, &isnull), "fail_fast");
 		d = slot_getattr(slot, JobqAttnum(desc, "unique_scope", false), &isnull);
 		row->unique_per_owner = isnull || !JobqTextEquals(d, "queue");
 	}

@@ -168,6 +168,7 @@ ClaimForWorker(Datum *args, bool *isnull, JobqClaimRow **rows_out)
 		Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, TEXTOID, INT8OID};
 		int			admitted = max_jobs;
 		bool		probing = false;
+		bool		fail_fast = false;
 		int			i;
 
 		/*
@@ -175,7 +176,9 @@ ClaimForWorker(Datum *args, bool *isnull, JobqClaimRow **rows_out)
 		 * arguments go to _claim as they are: it raises the error).
 		 */
 		if (queue != NULL && max_jobs >= 1)
-			admitted = BreakerAdmit(queue, max_jobs, NULL, &probing);
+			admitted = BreakerAdmit(queue, max_jobs, NULL, &probing, &fail_fast);
+		if (fail_fast)
+			admitted = max_jobs;	/* claimed to be dead-lettered */
 
 		for (i = 0; i < 4; i++)
 		{
@@ -196,6 +199,11 @@ ClaimForWorker(Datum *args, bool *isnull, JobqClaimRow **rows_out)
 			rows = repalloc(rows, sizeof(JobqClaimRow) * Max(SPI_processed, 1));
 			n = StoreClaimRowsFromSPI(rows, CurrentMemoryContext);
 			StoreReportClaimed(queue, rows, n, false);
+			if (fail_fast)
+			{
+				StoreFailOpenBreaker(queue, rows, n);
+				n = 0;
+			}
 		}
 		if (probing)
 			BreakerReturnProbes(queue, admitted - n);

@@ -16,7 +16,7 @@ CREATE FUNCTION jobq._error_classes() RETURNS text[]
     SET search_path = pg_catalog, pg_temp
     RETURN ARRAY['transient', 'timeout', 'rate_limited', 'validation',
                  'permanent', 'api_error', 'cancelled', 'worker_lost',
-                 'unknown']::text[];
+                 'breaker_open', 'unknown']::text[];
 COMMENT ON FUNCTION jobq._error_classes() IS
     'Internal: the error classes of jobq, in documentation order.';
 
@@ -82,7 +82,9 @@ CREATE TABLE jobq.queues (
     CHECK ((kind OPERATOR(pg_catalog.=) 'sql') OPERATOR(pg_catalog.=) (handler IS NOT NULL)),
     delays          interval[],
     CONSTRAINT queues_delays_custom
-        CHECK ((backoff OPERATOR(pg_catalog.=) 'custom') OPERATOR(pg_catalog.=) (delays IS NOT NULL))
+        CHECK ((backoff OPERATOR(pg_catalog.=) 'custom') OPERATOR(pg_catalog.=) (delays IS NOT NULL)),
+    breaker_mode    text NOT NULL DEFAULT 'hold'
+                    CHECK (breaker_mode OPERATOR(pg_catalog.=) ANY (ARRAY['hold', 'fail_fast']))
 );
 COMMENT ON TABLE jobq.queues IS
     'jobq: one row per queue; written only through jobq.create_queue/alter_queue/pause_queue/resume_queue/drop_queue';
@@ -98,6 +100,7 @@ COMMENT ON COLUMN jobq.queues.warn_after IS 'a running attempt past this is logg
 COMMENT ON COLUMN jobq.queues.rate_limit IS 'max job starts per second; NULL = no limit';
 COMMENT ON COLUMN jobq.queues.retention IS 'completed and cancelled jobs are kept this long';
 COMMENT ON COLUMN jobq.queues.breaker IS 'circuit breaker key; NULL = the queue''s name';
+COMMENT ON COLUMN jobq.queues.breaker_mode IS 'while the breaker is open: hold (jobs wait, no attempt used) or fail_fast (jobs claimed are dead-lettered at once, class breaker_open)';
 COMMENT ON COLUMN jobq.queues.unique_scope IS
     'owner: a unique_key names one not-final job per queue and owner (roles cannot see or block each other''s keys); queue: one per queue, across roles';
 COMMENT ON COLUMN jobq.queues.paused IS 'a paused queue gives out no jobs';

@@ -340,4 +340,5 @@ INSERT INTO jobq.retry_policies (queue, error_class, retry, backoff, builtin) VA
     ('*', 'validation',   false, NULL,         true),
     ('*', 'permanent',    false, NULL,         true),
     ('*', 'api_error',    false, NULL,         true),
-    ('*', 'cancelled',    false, NULL,         true);
+    ('*', 'cancelled',    false, NULL,         true),
+    ('*', 'breaker_open', false, NULL,         true);

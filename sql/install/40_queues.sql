@@ -171,6 +171,12 @@ BEGIN
             DETAIL = 'A circuit breaker key has 1 to 200 characters and no control characters (it appears in logs and alerts).',
             HINT = 'Pass NULL to use the queue name as the circuit breaker key.';
     END IF;
+    IF q.breaker_mode IS NULL OR NOT (q.breaker_mode = ANY (ARRAY['hold', 'fail_fast'])) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('unknown breaker_mode "%s"', q.breaker_mode),
+            DETAIL = 'breaker_mode says what happens to the queue''s jobs while its circuit breaker is open.',
+            HINT = 'Use hold (jobs wait, the default) or fail_fast (jobs are dead-lettered at once with class breaker_open).';
+    END IF;
     IF q.unique_scope IS NULL OR NOT (q.unique_scope = ANY (ARRAY['owner', 'queue'])) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('unknown unique_scope "%s"', q.unique_scope),
@@ -211,7 +217,8 @@ CREATE FUNCTION jobq.create_queue(
     retention     interval         DEFAULT '1 hour',
     breaker       text             DEFAULT NULL,
     unique_scope  text             DEFAULT 'owner',
-    delays        interval[]       DEFAULT NULL)
+    delays        interval[]       DEFAULT NULL,
+    breaker_mode  text             DEFAULT 'hold')
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -235,16 +242,17 @@ BEGIN
     q.breaker := breaker;
     q.unique_scope := unique_scope;
     q.delays := delays;
+    q.breaker_mode := breaker_mode;
     PERFORM jobq._check_queue(q);
 
     INSERT INTO jobq.queues (name, kind, handler, concurrency, max_attempts,
                              backoff, base_delay, max_delay, jitter, timeout,
                              warn_after, rate_limit, retention, breaker,
-                             unique_scope, delays)
+                             unique_scope, delays, breaker_mode)
     VALUES (q.name, q.kind, q.handler, q.concurrency, q.max_attempts,
             q.backoff, q.base_delay, q.max_delay, q.jitter, q.timeout,
             q.warn_after, q.rate_limit, q.retention, q.breaker,
-            q.unique_scope, q.delays)
+            q.unique_scope, q.delays, q.breaker_mode)
     ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -254,8 +262,8 @@ BEGIN
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[]) IS
-    'jobq: creates a queue (kind sql when a handler is given, else external unless kind says http); backoff custom takes the delay list delays';
+COMMENT ON FUNCTION jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[], text) IS
+    'jobq: creates a queue (kind sql when a handler is given, else external unless kind says http); backoff custom takes the delay list delays; breaker_mode fail_fast dead-letters jobs at once while the breaker is open';
 
 CREATE FUNCTION jobq.alter_queue(
     name          text,
@@ -274,7 +282,8 @@ CREATE FUNCTION jobq.alter_queue(
     breaker       text             DEFAULT NULL,
     reset         text[]           DEFAULT NULL,
     unique_scope  text             DEFAULT NULL,
-    delays        interval[]       DEFAULT NULL)
+    delays        interval[]       DEFAULT NULL,
+    breaker_mode  text             DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -285,7 +294,7 @@ DECLARE
     options CONSTANT text[] := ARRAY['handler', 'concurrency', 'max_attempts',
         'backoff', 'base_delay', 'max_delay', 'jitter', 'timeout',
         'warn_after', 'rate_limit', 'retention', 'breaker', 'unique_scope',
-        'delays'];
+        'delays', 'breaker_mode'];
 BEGIN
     FOREACH opt IN ARRAY coalesce(reset, '{}') LOOP
         IF opt IS NULL OR NOT (opt = ANY (options)) THEN
@@ -316,6 +325,7 @@ BEGIN
     IF 'breaker' = ANY (reset) THEN q.breaker := NULL; END IF;
     IF 'unique_scope' = ANY (reset) THEN q.unique_scope := 'owner'; END IF;
     IF 'delays' = ANY (reset) THEN q.delays := NULL; END IF;
+    IF 'breaker_mode' = ANY (reset) THEN q.breaker_mode := 'hold'; END IF;
 
     IF handler IS NOT NULL THEN
         q.handler := jobq._handler_text(handler);
@@ -338,6 +348,7 @@ BEGIN
     q.retention := coalesce(retention, q.retention);
     q.breaker := coalesce(breaker, q.breaker);
     q.unique_scope := coalesce(unique_scope, q.unique_scope);
+    q.breaker_mode := coalesce(breaker_mode, q.breaker_mode);
     -- delays belong to backoff custom: another strategy drops them
     q.delays := CASE WHEN q.backoff = 'custom' THEN coalesce(delays, q.delays) ELSE delays END;
     PERFORM jobq._check_queue(q);
@@ -349,6 +360,7 @@ BEGIN
            jitter = q.jitter, timeout = q.timeout, warn_after = q.warn_after,
            rate_limit = q.rate_limit, retention = q.retention,
            breaker = q.breaker, unique_scope = q.unique_scope, delays = q.delays,
+           breaker_mode = q.breaker_mode,
            updated_at = now(),
            rate_tokens = CASE WHEN q.rate_limit IS DISTINCT FROM queues.rate_limit
                               THEN NULL ELSE queues.rate_tokens END
@@ -358,7 +370,7 @@ BEGIN
     PERFORM jobq._wake_at_commit();
 END
 $fn$;
-COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[]) IS
+COMMENT ON FUNCTION jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[], text) IS
     'jobq: changes the settings given (NULL = unchanged); reset names settings to set back to NULL (handler, concurrency, warn_after, rate_limit, breaker) or to create_queue''s default';
 
 CREATE FUNCTION jobq.pause_queue(name text) RETURNS void

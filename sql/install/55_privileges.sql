@@ -43,8 +43,8 @@ GRANT EXECUTE ON FUNCTION
     TO jobq_worker, jobq_admin;
 
 GRANT EXECUTE ON FUNCTION
-    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[]),
-    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[]),
+    jobq.create_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text, interval[], text),
+    jobq.alter_queue(text, regprocedure, text, integer, integer, text, interval, interval, double precision, interval, interval, double precision, interval, text, text[], text, interval[], text),
     jobq.pause_queue(text),
     jobq.resume_queue(text),
     jobq.drop_queue(text, boolean),

@@ -6,7 +6,8 @@
 # processes; a probe's success closes it and the held jobs run at once
 # (executors woken: the poll interval is 10 minutes); trip_breaker holds,
 # reset_breaker releases; an open breaker stays open across a restart;
-# failures of the job's own fault (permanent) do not count.
+# failures of the job's own fault (permanent) do not count; a queue in
+# breaker_mode fail_fast has its jobs dead-lettered at once while open.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -102,6 +103,30 @@ q "SELECT jobq.reset_breaker('dep')" >/dev/null
 wait_for "SELECT state FROM jobq.jobs WHERE id = $id" completed 60 || it_fail "reset did not release the job"
 assert_eq "$(q "SELECT attempt FROM jobq.jobs WHERE id = $id")" 1 "it ran once"
 it_ok "trip_breaker holds jobs, reset_breaker releases them"
+
+# breaker_mode fail_fast: while the breaker is open, jobs of such a queue
+# (SQL and external, sharing the key) are dead-lettered at once with class
+# breaker_open, more than one claim's worth; a hold queue's jobs wait.
+q "SELECT jobq.create_queue('ff', handler => 'public.call_dep(jsonb)', breaker => 'dep', breaker_mode => 'fail_fast');
+   SELECT jobq.create_queue('ff_ext', kind => 'external', breaker => 'dep');
+   SELECT jobq.alter_queue('ff_ext', breaker_mode => 'fail_fast')" >/dev/null
+q "SELECT jobq.trip_breaker('dep')" >/dev/null
+held=$(q "SELECT jobq.submit('dep')")
+q "SELECT jobq.submit('ff', jsonb_build_object('i', i)) FROM generate_series(1, 40) i" >/dev/null
+wait_for "SELECT count(*) FROM jobq.dead_letter WHERE queue = 'ff' AND error_class = 'breaker_open' AND attempts = 1" 40 60 \
+    || it_fail "fail_fast jobs not dead-lettered: $(q "SELECT string_agg(state || '/' || attempt, ' ') FROM jobq.jobs WHERE queue = 'ff'")"
+ext=$(q "SELECT jobq.submit('ff_ext')")
+assert_eq "$(q "SELECT count(*) FROM jobq.claim('ff_ext', 5)")" 0 "an external claim of a fail_fast queue returns nothing"
+assert_eq "$(q "SELECT state || '/' || error_type FROM jobq.jobs WHERE id = $ext")" failed/breaker_open "... and dead-letters the job"
+assert_eq "$(q "SELECT state || '/' || attempt FROM jobq.jobs WHERE id = $held")" pending/0 "a hold queue's job behind the same breaker waits"
+assert_eq "$(q "SELECT failure_count FROM jobq.circuit_breaker_state WHERE breaker_key = 'dep'")" 0 "breaker_open failures do not count against the breaker"
+err=$(q "SELECT jobq.alter_queue('ff', breaker_mode => 'sometimes')" 2>&1) && it_fail "a bad breaker_mode was taken"
+echo "$err" | grep -q 'unknown breaker_mode "sometimes"' || it_fail "unexpected: $err"
+q "SELECT jobq.alter_queue('ff', reset => '{breaker_mode}')" >/dev/null
+assert_eq "$(q "SELECT breaker_mode FROM jobq.queues WHERE name = 'ff'")" hold "reset breaker_mode: hold"
+q "SELECT jobq.reset_breaker('dep')" >/dev/null
+wait_for "SELECT state FROM jobq.jobs WHERE id = $held" completed 60 || it_fail "reset did not release the held job"
+it_ok "fail_fast dead-letters at once while open; hold waits"
 
 # Only jobq_admin configures.
 q "CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA jobq TO app" >/dev/null

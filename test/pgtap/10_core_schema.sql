@@ -100,7 +100,7 @@ SELECT set_eq($$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) 
                     'retry_policies', 'jobs_id_seq', 'dead_letter_id_seq', 'error_rules_id_seq'],
               'pg_dump keeps queues, jobs, dead letters, user rules and policies, and the sequences');
 SELECT results_eq($$SELECT error_class, retry FROM jobq.retry_policies WHERE queue = '*' ORDER BY error_class$$,
-    $$VALUES ('api_error', false), ('cancelled', false), ('permanent', false), ('rate_limited', true),
+    $$VALUES ('api_error', false), ('breaker_open', false), ('cancelled', false), ('permanent', false), ('rate_limited', true),
              ('timeout', true), ('transient', true), ('unknown', true), ('validation', false),
              ('worker_lost', true)$$,
     'default retry policies: transient, timeout, rate_limited, unknown, worker_lost retry');
