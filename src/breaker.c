@@ -109,6 +109,7 @@ typedef struct BreakerTable
 {
 	LWLock	   *lock;
 	pg_atomic_uint32 not_closed;
+	pg_atomic_uint64 closes;	/* transitions to closed, ever (BreakerCloses) */
 	pg_atomic_uint32 dirty;
 	Oid			loaded[JOBQ_MAX_DATABASES];
 	BreakerEntry entries[BREAKER_SLOTS];
@@ -141,6 +142,7 @@ BreakerShmemInit(void)
 		memset(breakers, 0, sizeof(BreakerTable));
 		breakers->lock = &(GetNamedLWLockTranche("jobq breakers"))->lock;
 		pg_atomic_init_u32(&breakers->not_closed, 0);
+		pg_atomic_init_u64(&breakers->closes, 0);
 		pg_atomic_init_u32(&breakers->dirty, 0);
 	}
 }
@@ -227,7 +229,10 @@ SetState(BreakerEntry *e, BreakerState state, const char *reason)
 	if (from == BREAKER_CLOSED)
 		pg_atomic_fetch_add_u32(&breakers->not_closed, 1);
 	else if (state == BREAKER_CLOSED)
+	{
 		pg_atomic_fetch_sub_u32(&breakers->not_closed, 1);
+		pg_atomic_fetch_add_u64(&breakers->closes, 1);
+	}
 	e->state = state;
 	e->generation++;
 	if (!e->dirty)
@@ -262,6 +267,13 @@ Close(BreakerEntry *e, const char *reason)
 	SetState(e, BREAKER_CLOSED, reason);
 	/* the jobs held behind it are claimable now: executors look at commit */
 	JobqWakeAtCommit();
+	JobqWakeHttpAtCommit();
+}
+
+uint64
+BreakerCloses(void)
+{
+	return breakers != NULL ? pg_atomic_read_u64(&breakers->closes) : 0;
 }
 
 /* Failures of e within its window, as of now. */
@@ -354,6 +366,10 @@ EnsureLoaded(void)
 	loaded_here = true;
 }
 
+/* BreakerJobKey's job and key (none: job_key NULL) */
+static int64 job_key_id = 0;
+static char *job_key = NULL;
+
 /*
  * The breaker key of queue: its breaker option, else its name; and, when
  * fail_fast is not NULL, whether the queue's breaker_mode is fail_fast.
@@ -414,11 +430,8 @@ int
 BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing,
 			 bool *fail_fast)
 {
-	BreakerEntry *e;
-	TimestampTz now;
 	char	   *key;
-	bool		queue_fails_fast;
-	int			n = want;
+	bool		queue_fails_fast = false;
 
 	if (held_until)
 		*held_until = 0;
@@ -430,6 +443,27 @@ BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing
 	if (pg_atomic_read_u32(&breakers->not_closed) == 0)
 		return want;
 	key = KeyOfQueue(queue, &queue_fails_fast);
+	return BreakerAdmitKey(key, queue_fails_fast, want, held_until, probing,
+						   fail_fast);
+}
+
+int
+BreakerAdmitKey(const char *key, bool queue_fails_fast, int want,
+				TimestampTz *held_until, bool *probing, bool *fail_fast)
+{
+	BreakerEntry *e;
+	TimestampTz now;
+	int			n = want;
+
+	if (held_until)
+		*held_until = 0;
+	*probing = false;
+	*fail_fast = false;
+	if (breakers == NULL || want <= 0)
+		return want;
+	EnsureLoaded();
+	if (pg_atomic_read_u32(&breakers->not_closed) == 0)
+		return want;
 	now = GetCurrentTimestamp();
 	LWLockAcquire(breakers->lock, LW_EXCLUSIVE);
 	e = Find(key);
@@ -623,7 +657,27 @@ BreakerNoteEvent(const JobqJobEvent *ev)
 	/* while every breaker is closed only failures matter */
 	if (kind != OUTCOME_FAILURE && pg_atomic_read_u32(&breakers->not_closed) == 0)
 		return;
-	AddOutcome(kind, KeyOfQueue(ev->queue, NULL), ev);
+	AddOutcome(kind, job_key_id == ev->job_id && job_key != NULL ? job_key :
+			   KeyOfQueue(ev->queue, NULL), ev);
+}
+
+/*
+ * The key of one job that is not its queue's (an HTTP job's target host):
+ * outcomes of job_id reported until BreakerJobKey(0, NULL) count against
+ * key.  One job at a time: its caller records that job's outcome between
+ * the two calls.
+ */
+void
+BreakerJobKey(int64 job_id, const char *key)
+{
+	static MemoryContext cxt = NULL;
+
+	if (cxt == NULL)
+		cxt = AllocSetContextCreate(TopMemoryContext, "jobq breaker job key",
+									ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(cxt);
+	job_key = key != NULL ? MemoryContextStrdup(cxt, key) : NULL;
+	job_key_id = key != NULL ? job_id : 0;
 }
 
 /* A subtransaction's outcomes go to its parent, or away with it. */

@@ -29,6 +29,22 @@ extern int	BreakerAdmit(const char *queue, int want, TimestampTz *held_until,
 						 bool *probing, bool *fail_fast);
 extern void BreakerReturnProbes(const char *queue, int n);
 
+/*
+ * BreakerAdmit for a key that is not a queue's (an HTTP job's host):
+ * queue_fails_fast is the job's queue's breaker_mode.
+ */
+extern int	BreakerAdmitKey(const char *key, bool queue_fails_fast, int want,
+							TimestampTz *held_until, bool *probing, bool *fail_fast);
+
+/*
+ * How many times a breaker (any) closed since the server started: a change
+ * tells the HTTP worker that jobs held by a host's breaker may run.
+ */
+extern uint64 BreakerCloses(void);
+
+/* Outcomes of job_id count against key, until BreakerJobKey(0, NULL). */
+extern void BreakerJobKey(int64 job_id, const char *key);
+
 /* An event of the job store (job_events.c calls this for every one). */
 extern void BreakerNoteEvent(const JobqJobEvent *ev);
 

@@ -368,7 +368,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 			SettleLater(job->id, job->attempt, NULL);
 	}
 	else if (run.interrupt == JOBQ_INTERRUPT_SHUTDOWN)
-		(void) StoreRelease(job->id, job->attempt);
+		(void) StoreRelease(job->id, job->attempt, 0, NULL);
 	else
 	{
 		bool		busy = false;
@@ -579,7 +579,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 		{
 			BeginJobTransaction(false);
 			for (; i < njobs; i++)
-				(void) StoreRelease(jobs[i].id, jobs[i].attempt);
+				(void) StoreRelease(jobs[i].id, jobs[i].attempt, 0, NULL);
 			EndJobTransaction(true);
 			return;
 		}
@@ -675,7 +675,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 		if (shutdown_requested)
 		{
 			for (; ran < njobs; ran++)
-				(void) StoreRelease(jobs[ran].id, jobs[ran].attempt);
+				(void) StoreRelease(jobs[ran].id, jobs[ran].attempt, 0, NULL);
 			break;
 		}
 		if (ran > 0 && TimestampDifferenceExceeds(batch_start, GetCurrentTimestamp(),

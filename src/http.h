@@ -59,6 +59,7 @@ typedef struct JobqHttpJob
 	bool		host_explicit;	/* the hop's host is named by the allowlist */
 	bool		aborted;		/* cancelled or released: record nothing */
 	bool		owner_may;		/* the owner may still submit HTTP jobs */
+	char	   *breaker_key;	/* "http:<host>"; NULL: its queue's breaker */
 
 	/* libcurl state: malloc'd, freed by JobqHttpFreeTransfer */
 	CURL	   *easy;
@@ -77,6 +78,7 @@ typedef struct JobqHttpJob
 extern void JobqHttpParseAllowlist(void);
 extern bool JobqHttpCheckAllowedHosts(char **newval, void **extra, GucSource source);
 extern char *JobqHttpCheckUrl(const char *url, bool *host_explicit);
+extern char *JobqHttpBreakerKey(const char *url);
 extern void JobqHttpCheckSubmit(Oid caller, Datum payload);
 extern bool JobqHttpStartTransfer(JobqHttpJob *job, char **error);
 extern void JobqHttpFreeTransfer(JobqHttpJob *job);

@@ -260,6 +260,34 @@ AddrSpecial(int family, const unsigned char *a)
 }
 
 /*
+ * The circuit breaker key of a request to url: "http:" and its host in
+ * lower case (any port); NULL when url has no usable host (the request
+ * then fails on its own, behind its queue's breaker).
+ */
+char *
+JobqHttpBreakerKey(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *key = NULL;
+
+	if (u == NULL)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, CURLU_URLDECODE) == CURLUE_OK &&
+		host[0] != '\0' && strlen(host) <= 195)
+	{
+		char	   *h = asc_tolower(host, strlen(host));
+
+		key = psprintf("http:%s", h);
+		pfree(h);
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return key;
+}
+
+/*
  * Check url against the allowlist (re-read first).  NULL when allowed, with
  * *host_explicit telling whether the allowlist names the host itself (then
  * it may connect to a private address); else the reason, palloc'd.

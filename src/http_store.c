@@ -5,9 +5,18 @@
  *	  transition, each through the job store: claim (StoreClaim, under the
  *	  worker's token: circuit breakers, limits and claimed events as for
  *	  executors), complete (StoreComplete), fail (jobq._fail:
- *	  classification, retry or dead letter), release (jobq._release), and
+ *	  classification, retry or dead letter), release (StoreRelease), and
  *	  the read that tells which in-flight jobs were cancelled.  Nothing else
  *	  in the HTTP code writes jobq's tables.
+ *
+ *	  Circuit breakers: a queue that names a breaker key is behind it as a
+ *	  whole (StoreClaim asks it).  The jobs of a queue that names none are
+ *	  each behind the breaker of their target host, "http:<host>": asked
+ *	  after the claim (the host is in the payload), and counted with the
+ *	  job's outcome (BreakerJobKey).  A job whose host's breaker is open is
+ *	  given back without using its attempt, pending until the breaker's
+ *	  next probe (StoreRelease with the reason), or, in breaker_mode
+ *	  fail_fast, dead-lettered at once with class breaker_open.
  *
  *	  Each function runs inside the caller's transaction, SPI connected.
  *
@@ -26,15 +35,21 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "breaker.h"
 #include "http.h"
 #include "jobq.h"
 #include "job_store.h"
 
+/* a host's half-open breaker with no probe left: look again this soon */
+#define HOST_PROBE_WAIT_MS 1000
+
 static SPIPlanPtr plan_queues = NULL;
 static SPIPlanPtr plan_due = NULL;
 static SPIPlanPtr plan_fail = NULL;
-static SPIPlanPtr plan_release = NULL;
 static SPIPlanPtr plan_running = NULL;
+static SPIPlanPtr plan_unhold = NULL;
+/* BreakerCloses() at the last unhold (none yet: unhold at start) */
+static uint64 closes_seen = PG_UINT64_MAX;
 
 static int	rr_start = 0;			/* round robin over the http queues */
 
@@ -82,6 +97,36 @@ PayloadString(Jsonb *payload, const char *key)
 }
 
 /*
+ * May the job just claimed (of a queue with host breakers) run now, behind
+ * the breaker of its host?  If not, it is given back or dead-lettered here.
+ */
+static bool
+HostAdmits(JobqClaimRow *row, const char *key, bool fail_fast_mode)
+{
+	TimestampTz held_until;
+	bool		probing;
+	bool		fail_fast;
+	char	   *reason;
+
+	if (BreakerAdmitKey(key, fail_fast_mode, 1, &held_until, &probing, &fail_fast) > 0)
+		return true;
+	reason = psprintf("the circuit breaker \"%s\" is open", key);
+	if (fail_fast)
+		(void) StoreFail(row->id, row->attempt, reason, "breaker_open", NULL,
+						 "breaker_mode fail_fast", NULL);
+	else
+	{
+		/* half open with its probes out: their verdict comes soon */
+		if (probing || held_until == 0)
+			held_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 HOST_PROBE_WAIT_MS);
+		(void) StoreRelease(row->id, row->attempt, held_until, key);
+	}
+	pfree(reason);
+	return false;
+}
+
+/*
  * Claim up to want jobs over the http queues, held under token.  Each job
  * gets its own memory context (a child of outer) so
  * that it can be freed alone.  *next_due: when the earliest pending job not
@@ -95,6 +140,8 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 	char	  **queues;
 	bool	   *limited;
 	int64	   *queue_timeout_ms;
+	bool	   *host_breakers;
+	bool	   *fails_fast;
 	int			nqueues;
 	int			i;
 	int			ret;
@@ -106,9 +153,20 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 
 	*nclaimed = 0;
 	*next_due = 0;
+
+	/* a breaker closed since we last looked: the jobs it held are due */
+	if (BreakerCloses() != closes_seen)
+	{
+		closes_seen = BreakerCloses();
+		JobqKeptPlan(&plan_unhold, "SELECT jobq._breaker_unhold()", 0, NULL);
+		if (SPI_execute_plan(plan_unhold, NULL, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "jobq: releasing held http jobs failed");
+	}
+
 	JobqKeptPlan(&plan_queues,
 				 "SELECT q.name, q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL,"
-				 "       (pg_catalog.date_part('epoch', q.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+				 "       (pg_catalog.date_part('epoch', q.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8,"
+				 "       q.breaker IS NULL, q.breaker_mode OPERATOR(pg_catalog.=) 'fail_fast'"
 				 "  FROM jobq.queues q"
 				 " WHERE q.kind OPERATOR(pg_catalog.=) 'http' AND NOT q.paused"
 				 " ORDER BY q.name", 0, NULL);
@@ -121,6 +179,8 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 	queues = palloc(sizeof(char *) * nqueues);
 	limited = palloc(sizeof(bool) * nqueues);
 	queue_timeout_ms = palloc(sizeof(int64) * nqueues);
+	host_breakers = palloc(sizeof(bool) * nqueues);
+	fails_fast = palloc(sizeof(bool) * nqueues);
 	for (i = 0; i < nqueues; i++)
 	{
 		bool		isnull;
@@ -128,6 +188,8 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 		queues[i] = GetText(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		limited[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		queue_timeout_ms[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		host_breakers[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+		fails_fast[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull));
 	}
 
 	memset(&lease, 0, sizeof(lease));
@@ -170,6 +232,15 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 			job->url = PayloadString(payload, "url");
 			if (job->url == NULL)
 				job->url = "";
+			if (host_breakers[qi])
+				job->breaker_key = JobqHttpBreakerKey(job->url);
+			if (job->breaker_key != NULL &&
+				!HostAdmits(&rows[r], job->breaker_key, fails_fast[qi]))
+			{
+				MemoryContextSwitchTo(old);
+				MemoryContextDelete(cxt);
+				continue;
+			}
 			job->method = PayloadString(payload, "method");
 			if (job->method == NULL)
 				job->method = "GET";
@@ -225,7 +296,9 @@ void
 JobqHttpStoreComplete(JobqHttpJob *job, Jsonb *result)
 {
 	/* fenced by (id, attempt); this worker's own lease */
+	BreakerJobKey(job->id, job->breaker_key);
 	(void) StoreComplete(job->id, job->attempt, result, true, NULL);
+	BreakerJobKey(0, NULL);
 }
 
 /*
@@ -254,22 +327,20 @@ JobqHttpStoreFail(JobqHttpJob *job, const char *error, int http_status,
 	values[4] = Int32GetDatum(http_status);
 	if (http_status == 0)
 		nulls[4] = 'n';
+	BreakerJobKey(job->id, job->breaker_key);
 	if (SPI_execute_plan(plan_fail, values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "jobq: http fail failed");
+	BreakerJobKey(0, NULL);
 }
 
 /* Shutdown with the job in flight: pending again, no attempt used. */
 void
 JobqHttpStoreRelease(JobqHttpJob *job)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2];
-
-	JobqKeptPlan(&plan_release, "SELECT jobq._release($1, $2)", 2, types);
-	values[0] = Int64GetDatum(job->id);
-	values[1] = Int32GetDatum(job->attempt);
-	if (SPI_execute_plan(plan_release, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "jobq: http release failed");
+	/* a probe given back frees its place for another */
+	BreakerJobKey(job->id, job->breaker_key);
+	(void) StoreRelease(job->id, job->attempt, 0, NULL);
+	BreakerJobKey(0, NULL);
 }
 
 /* Is the job still running under this lease (not cancelled)? Read only. */

@@ -113,7 +113,8 @@ extern bool StoreLeaseRunning(int64 id, int32 attempt);
 extern char *StoreFail(int64 id, int32 attempt, const char *message,
 					   const char *error_class, const char *sqlstate,
 					   const char *detail, bool *busy);
-extern bool StoreRelease(int64 id, int32 attempt);
+extern bool StoreRelease(int64 id, int32 attempt, TimestampTz held_until,
+						 const char *held_by);
 extern int	StoreRecoverLost(void);
 
 #endif							/* JOBQ_JOB_STORE_H */

@@ -120,7 +120,7 @@ SettleOne(ContendedJob *c)
 			(void) StoreFail(c->id, c->attempt, c->message, c->error_class,
 							 c->sqlstate, c->detail, NULL);
 		else
-			(void) StoreRelease(c->id, c->attempt);
+			(void) StoreRelease(c->id, c->attempt, 0, NULL);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;

@@ -112,20 +112,32 @@ StoreFail(int64 id, int32 attempt, const char *message, const char *error_class,
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
-/* Back to pending without using the attempt (shutdown grace ran out). */
+/*
+ * Back to pending without using the attempt: at shutdown when the grace
+ * ran out (held_until 0, held_by NULL: run_at unchanged), or held until
+ * held_until by the open circuit breaker held_by (an HTTP job's host).
+ */
 bool
-StoreRelease(int64 id, int32 attempt)
+StoreRelease(int64 id, int32 attempt, TimestampTz held_until, const char *held_by)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[4] = {INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		isnull;
 	Datum		d;
 	int			ret;
 
-	JobqKeptPlan(&plan_release, "SELECT jobq._release($1, $2)", 2, argtypes);
+	JobqKeptPlan(&plan_release, "SELECT jobq._release($1, $2, $3, $4)", 4, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
-	ret = SPI_execute_plan(plan_release, values, NULL, false, 0);
+	values[2] = TimestampTzGetDatum(held_until);
+	if (held_until == 0)
+		nulls[2] = 'n';
+	if (held_by != NULL)
+		values[3] = CStringGetTextDatum(held_by);
+	else
+		nulls[3] = 'n';
+	ret = SPI_execute_plan(plan_release, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "jobq: release failed: %s", SPI_result_code_string(ret));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -588,12 +588,15 @@ $fn$;
 COMMENT ON FUNCTION jobq._fail(bigint, integer, text, text, interval, text, integer, text) IS
     'Internal: fenced; records the failed attempt, classifies it (error_class NULL or unknown: jobq.error_rules), and schedules the retry (returns pending) or dead-letters the job (returns failed); NULL when the lease is not current. A DETAIL "jobq.retry_after=<s>" gives the delay when retry_after is NULL';
 
-CREATE FUNCTION jobq._release(id bigint, attempt integer) RETURNS boolean
+CREATE FUNCTION jobq._release(id bigint, attempt integer,
+                              held_until timestamptz DEFAULT NULL,
+                              held_by text DEFAULT NULL) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     j       jobq.jobs_active;
+    reason  text := format('held: the circuit breaker "%s" is open', held_by);
 BEGIN
     SELECT * INTO j FROM jobq.jobs_active a
      WHERE a.id = _release.id AND a.attempt = _release.attempt
@@ -602,17 +605,45 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM jobq._attempt_finished(j, 'released', clock_timestamp());
+    PERFORM jobq._attempt_finished(j, 'released', clock_timestamp(),
+                                   error_class => CASE WHEN held_by IS NOT NULL THEN 'breaker_open' END,
+                                   error => reason, retry_at => held_until);
     UPDATE jobq.jobs_active a
        SET state = 'pending', snoozes = a.snoozes + 1,
+           run_at = coalesce(held_until, a.run_at),
+           error_type = CASE WHEN held_by IS NOT NULL THEN 'breaker_open' ELSE a.error_type END,
+           last_error = coalesce(reason, a.last_error),
            lease_expires_at = NULL, worker = NULL, claimed_by = NULL
      WHERE a.id = j.id;
-    PERFORM jobq._claim_floor_note(j.queue, j.priority, j.run_at, j.id);
+    PERFORM jobq._claim_floor_note(j.queue, j.priority, coalesce(held_until, j.run_at), j.id);
     RETURN true;
 END
 $fn$;
-COMMENT ON FUNCTION jobq._release(bigint, integer) IS
-    'Internal: fenced; gives a running job back (pending, same run_at) without using up its attempt (shutdown grace)';
+COMMENT ON FUNCTION jobq._release(bigint, integer, timestamptz, text) IS
+    'Internal: fenced; gives a running job back (pending) without using up its attempt: at shutdown (run_at unchanged), or an HTTP job held by the open circuit breaker held_by of its host until held_until (error_type breaker_open, until _breaker_unhold)';
+
+CREATE FUNCTION jobq._breaker_unhold() RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r       record;
+    n       integer := 0;
+BEGIN
+    FOR r IN UPDATE jobq.jobs_active a SET run_at = now()
+              WHERE pg_catalog.texteq(a.state, 'pending')
+                AND a.error_type = 'breaker_open' AND a.run_at > now()
+                AND a.queue IN (SELECT q.name FROM jobq.queues q WHERE q.kind = 'http')
+             RETURNING a.id, a.queue, a.priority
+    LOOP
+        PERFORM jobq._claim_floor_note(r.queue, r.priority, now(), r.id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION jobq._breaker_unhold() IS
+    'Internal: a circuit breaker closed: HTTP jobs held by an open host breaker are due now (those whose host is still open are held again at their claim)';
 
 CREATE FUNCTION jobq._recover_expired(max_jobs integer DEFAULT 100) RETURNS integer
     LANGUAGE plpgsql VOLATILE

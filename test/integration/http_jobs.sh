@@ -69,8 +69,9 @@ refused "http://[::1]:$S_PORT/" "not allowed"
 
 # ---- outcomes ------------------------------------------------------------
 q "SELECT jobq.create_queue('h', kind => 'http', max_attempts => 2, base_delay => '100 ms', jitter => 0)"
-# the failures below are the test's own: the queue's circuit breaker must not hold its jobs
-q "SELECT jobq.configure_breaker('h', failure_threshold => 100)" >/dev/null
+# the failures below are the test's own: the breakers of the hosts they
+# call (the queue names no key) must not hold its jobs
+q "SELECT jobq.configure_breaker(k, failure_threshold => 100) FROM unnest(ARRAY['http:127.0.0.1', 'http:localhost']) k" >/dev/null
 sub() { q "SET ROLE app; SELECT jobq.submit_http('$1', queue => 'h' ${2:+, $2})"; }
 ok=$(sub "$U/echo" "method => 'POST', body => '{\"a\":1}', headers => '{\"X-Test\": \"yes\"}'")
 s404=$(sub "$U/status/404")

@@ -18,7 +18,7 @@ wait_for "SELECT count(*) FROM jobq.workers WHERE kind = 'http' AND pid IS NOT N
     || it_fail "no HTTP worker"
 q "SELECT jobq.create_queue('h', kind => 'http', max_attempts => 3, base_delay => '100 ms')"
 # kills and cancels below fail jobs on purpose: no circuit breaker holds them
-q "SELECT jobq.configure_breaker('h', failure_threshold => 100)" >/dev/null
+q "SELECT jobq.configure_breaker(k, failure_threshold => 100) FROM unnest(ARRAY['http:127.0.0.1', 'http:localhost']) k" >/dev/null
 http_pid() { q "SELECT pid FROM jobq.workers WHERE kind = 'http' AND pid IS NOT NULL"; }
 stat() { http_stats "$S_PORT" | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
