@@ -103,9 +103,13 @@ def spec():
         rows.append((f"rt.c{c}", f"end the job in hand + claim the next, {c} client{'s' if c > 1 else ''}",
                      f"pair.update.c{c}|base.update.c{c}", lambda v, b, R: b is not None and v >= 0.8 * b,
                      f"≥ 0.8× UPDATE@{c} (taken just before)"))
-    sec("HTTP jobs (local server, 10 ms responses)")
-    for w in (2, 4):
-        rows.append((f"http.w{w}", f"HTTP jobs completed, jobq.workers = {w}", "base.update.c8", None, None))
+    sec("HTTP (local server answering after 10 ms; ratios to its capacity)")
+    rows.append(("http.server", "the server's capacity (wrk, jobq.http_max_inflight connections)", None, None, None))
+    rows.append(("http.jobq", "jobq HTTP jobs completed (the database's HTTP worker)", "http.server",
+                 lambda v, b, R: b is not None and v >= 0.5 * b and
+                 (num(R, "http.pg_net") is None or v > num(R, "http.pg_net")),
+                 "≥ 0.5× the server, and ahead of pg_net"))
+    rows.append(("http.pg_net", "pg_net requests answered (same server, same N)", "http.server", None, None))
     sec("held xmin (REPEATABLE READ transaction open during the window)")
     rows.append(("xmin.normal", "end to end, no old snapshot (completed/s)", "base.update.c8", None, None))
     rows.append(("xmin.held", "end to end, snapshot held (completed/s)", "base.update.c8",
