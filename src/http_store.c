@@ -128,8 +128,9 @@ HostAdmits(JobqClaimRow *row, const char *key, bool fail_fast_mode)
 
 /*
  * Claim up to want jobs over the http queues, held under token.  Each job
- * gets its own memory context (a child of outer) so
- * that it can be freed alone.  *next_due: when the earliest pending job not
+ * gets its own memory context (a child of outer) so that it can be freed
+ * alone; what the claim itself returns lives in the caller's transaction
+ * and goes with it (outer lives as long as the worker).  *next_due: when the earliest pending job not
  * yet due becomes due (0: none).
  */
 JobqHttpJob *
@@ -208,7 +209,7 @@ JobqHttpStoreClaim(MemoryContext outer, int want, int64 token,
 
 		/* the job store's claim: breakers, limits, floors, claimed events */
 		n = StoreClaim(queue, limited[qi], want - *nclaimed, &lease, worker, token, false,
-					   rows, outer, &busy, NULL);
+					   rows, CurrentMemoryContext, &busy, NULL);
 		for (r = 0; r < n; r++)
 		{
 			MemoryContext cxt = AllocSetContextCreate(outer, "jobq http job",
