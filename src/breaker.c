@@ -426,23 +426,26 @@ KeyOfQueue(const char *queue, bool *fail_fast)
 	return ke->key;
 }
 
+/* Is every breaker of every database closed?  (the claim's fast path) */
+static bool
+AllClosed(void)
+{
+	if (breakers == NULL)
+		return true;
+	EnsureLoaded();
+	return pg_atomic_read_u32(&breakers->not_closed) == 0;
+}
+
 int
 BreakerAdmit(const char *queue, int want, TimestampTz *held_until, bool *probing,
 			 bool *fail_fast)
 {
-	char	   *key;
+	char	   *key = NULL;
 	bool		queue_fails_fast = false;
 
-	if (held_until)
-		*held_until = 0;
-	*probing = false;
-	*fail_fast = false;
-	if (breakers == NULL || want <= 0)
-		return want;
-	EnsureLoaded();
-	if (pg_atomic_read_u32(&breakers->not_closed) == 0)
-		return want;
-	key = KeyOfQueue(queue, &queue_fails_fast);
+	/* the queue's key is looked up only while some breaker is not closed */
+	if (want > 0 && !AllClosed())
+		key = KeyOfQueue(queue, &queue_fails_fast);
 	return BreakerAdmitKey(key, queue_fails_fast, want, held_until, probing,
 						   fail_fast);
 }
@@ -459,10 +462,7 @@ BreakerAdmitKey(const char *key, bool queue_fails_fast, int want,
 		*held_until = 0;
 	*probing = false;
 	*fail_fast = false;
-	if (breakers == NULL || want <= 0)
-		return want;
-	EnsureLoaded();
-	if (pg_atomic_read_u32(&breakers->not_closed) == 0)
+	if (key == NULL || want <= 0 || AllClosed())
 		return want;
 	now = GetCurrentTimestamp();
 	LWLockAcquire(breakers->lock, LW_EXCLUSIVE);

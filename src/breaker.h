@@ -31,7 +31,7 @@ extern void BreakerReturnProbes(const char *queue, int n);
 
 /*
  * BreakerAdmit for a key that is not a queue's (an HTTP job's host):
- * queue_fails_fast is the job's queue's breaker_mode.
+ * queue_fails_fast is the job's queue's breaker_mode; key NULL admits all.
  */
 extern int	BreakerAdmitKey(const char *key, bool queue_fails_fast, int want,
 							TimestampTz *held_until, bool *probing, bool *fail_fast);

@@ -141,38 +141,12 @@ ExecutorSigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/*
- * before_shmem_exit: give the slot back.  An exit we did not choose (an
- * ERROR/FATAL outside a job, not caused by a stop request) counts as a
- * failure so the launcher backs off before starting the next executor here.
- */
+/* before_shmem_exit: give the slot back (JobqReleaseSlot). */
 static void
 ExecutorDetach(int code, Datum arg)
 {
-	JobqWorkerSlot *slot = &jobq_shared->slots[DatumGetInt32(arg)];
-
-	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
-	if (slot->pid == MyProcPid)
-	{
-		/* ending itself over a handler that would not stop is no crash */
-		if (!clean_exit && !shutdown_requested && slot->ended_job_id == 0)
-		{
-			JobqDatabase *db = JobqFindDatabase(slot->dboid, false);
-
-			if (db != NULL)
-				JobqNoteExecutorFailure(db);
-		}
-		if (slot->ended_job_id != 0)
-			JobqNoteEndedJob(slot);
-		slot->kind = JOBQ_WORKER_UNUSED;
-		slot->pid = 0;
-		slot->latch = NULL;
-		slot->state = JOBQ_STATE_STARTING;
-		slot->job_id = 0;
-		slot->generation++;
-	}
-	LWLockRelease(jobq_shared->lock);
-	JobqWakeLauncher();
+	JobqReleaseSlot(&jobq_shared->slots[DatumGetInt32(arg)],
+					clean_exit || shutdown_requested);
 }
 
 static void

@@ -163,31 +163,12 @@ HttpCleanup(int code, Datum arg)
 	multi = NULL;
 }
 
-/* before_shmem_exit: give the slot back (as ExecutorDetach does). */
+/* before_shmem_exit: give the slot back (JobqReleaseSlot). */
 static void
 HttpDetach(int code, Datum arg)
 {
-	JobqWorkerSlot *slot = &jobq_shared->slots[DatumGetInt32(arg)];
-
-	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
-	if (slot->pid == MyProcPid)
-	{
-		if (!clean_exit && !shutdown_requested)
-		{
-			JobqDatabase *db = JobqFindDatabase(slot->dboid, false);
-
-			if (db != NULL)
-				JobqNoteExecutorFailure(db);
-		}
-		slot->kind = JOBQ_WORKER_UNUSED;
-		slot->pid = 0;
-		slot->latch = NULL;
-		slot->state = JOBQ_STATE_STARTING;
-		slot->job_id = 0;
-		slot->generation++;
-	}
-	LWLockRelease(jobq_shared->lock);
-	JobqWakeLauncher();
+	JobqReleaseSlot(&jobq_shared->slots[DatumGetInt32(arg)],
+					clean_exit || shutdown_requested);
 }
 
 static void

@@ -245,6 +245,7 @@ extern uint32 JobqDatabaseActivations(Oid dboid);
 extern int	JobqTakeEndedJobs(JobqEndedJob *out);
 extern void JobqPutBackEndedJob(const JobqEndedJob *e);
 extern void JobqNoteExecutorFailure(JobqDatabase *db);
+extern void JobqReleaseSlot(JobqWorkerSlot *slot, bool chosen_exit);
 
 /* ---- launcher.c / executor.c ---- */
 extern PGDLLEXPORT void jobq_launcher_main(Datum arg) pg_attribute_noreturn();

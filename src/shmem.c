@@ -174,6 +174,40 @@ JobqMyDatabase(void)
 }
 
 /*
+ * A worker process's before_shmem_exit: give its slot back and wake the
+ * launcher.  An exit the process did not choose (an ERROR or FATAL outside
+ * a job, not a stop request) counts as a failure of its database, so that
+ * the launcher backs off before starting the next one there; an executor
+ * that ended itself over a handler that would not stop (ended_job_id) is
+ * no crash: its job is noted for lost-job recovery instead.
+ */
+void
+JobqReleaseSlot(JobqWorkerSlot *slot, bool chosen_exit)
+{
+	LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		if (!chosen_exit && slot->ended_job_id == 0)
+		{
+			JobqDatabase *db = JobqFindDatabase(slot->dboid, false);
+
+			if (db != NULL)
+				JobqNoteExecutorFailure(db);
+		}
+		if (slot->ended_job_id != 0)
+			JobqNoteEndedJob(slot);
+		slot->kind = JOBQ_WORKER_UNUSED;
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->state = JOBQ_STATE_STARTING;
+		slot->job_id = 0;
+		slot->generation++;
+	}
+	LWLockRelease(jobq_shared->lock);
+	JobqWakeLauncher();
+}
+
+/*
  * The executor slot of dboid currently running job_id, or NULL.  Read without
  * the lock: the caller only uses it to post a cancel request that the
  * executor itself validates against its own job id.
