@@ -76,6 +76,9 @@ typedef enum JobqWorkerState
  * cancel_job_id is set by jobq.cancel() in another backend; the executor's
  * periodic tick compares it with job_id and interrupts the handler.
  */
+/* A progress note: 200 characters of up to 4 bytes, and the NUL. */
+#define JOBQ_PROGRESS_NOTE_BYTES 801
+
 typedef struct JobqWorkerSlot
 {
 	JobqWorkerKind kind;
@@ -129,6 +132,16 @@ typedef struct JobqWorkerSlot
 	volatile uint32 last_error_seq;
 	Oid			last_error_owner;
 	char		last_error[128];
+
+	/*
+	 * The running job's live progress (jobq.report_progress), for
+	 * progress_job_id: written by the executor alone under progress_seq
+	 * (odd while changing), read like last_error.
+	 */
+	volatile uint32 progress_seq;
+	int64		progress_job_id;	/* 0: none reported for the running job */
+	double		progress;
+	char		progress_note[JOBQ_PROGRESS_NOTE_BYTES];
 } JobqWorkerSlot;
 
 typedef enum JobqDatabaseState

@@ -70,8 +70,8 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 
 	if (jobq_shared->launcher_pid != 0)
 	{
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[11];
+		bool		nulls[11];
 
 		memset(nulls, true, sizeof(nulls));
 		values[0] = Int32GetDatum(jobq_shared->launcher_pid);
@@ -86,8 +86,8 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 	for (i = 0; i < jobq_shared->nslots; i++)
 	{
 		JobqWorkerSlot *slot = &jobq_shared->slots[i];
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[11];
+		bool		nulls[11];
 		int			pid = slot->pid;
 		JobqWorkerKind kind = slot->kind;
 		Oid			dboid = slot->dboid;
@@ -97,6 +97,10 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		char	   *dbname;
 		uint32		error_seq;
 		char		last_error[sizeof(slot->last_error)];
+		uint32		progress_seq;
+		int64		progress_job_id;
+		double		progress;
+		char		progress_note[JOBQ_PROGRESS_NOTE_BYTES];
 
 		if (kind == JOBQ_WORKER_UNUSED)
 			continue;
@@ -115,6 +119,17 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		if ((error_seq & 1) != 0 || slot->last_error_seq != error_seq ||
 			error_owner == InvalidOid || !(sees_all || error_owner == me))
 			last_error[0] = '\0';
+		/* progress: of the job shown only, copied like last_error */
+		progress_seq = slot->progress_seq;
+		pg_read_barrier();
+		progress_job_id = slot->progress_job_id;
+		progress = slot->progress;
+		memcpy(progress_note, slot->progress_note, sizeof(progress_note));
+		progress_note[sizeof(progress_note) - 1] = '\0';
+		pg_read_barrier();
+		if ((progress_seq & 1) != 0 || slot->progress_seq != progress_seq ||
+			job_id == 0 || progress_job_id != job_id)
+			progress_job_id = 0;
 		memset(nulls, false, sizeof(nulls));
 		values[0] = Int32GetDatum(pid);
 		nulls[0] = (pid == 0);
@@ -134,6 +149,10 @@ jobq_worker_slots(PG_FUNCTION_ARGS)
 		values[7] = CStringGetTextDatum(last_error);
 		nulls[7] = (last_error[0] == '\0');
 		values[8] = Int64GetDatum((int64) slot->claims);
+		values[9] = Float8GetDatum(progress);
+		nulls[9] = (progress_job_id == 0);
+		values[10] = CStringGetTextDatum(progress_note);
+		nulls[10] = (progress_job_id == 0 || progress_note[0] == '\0');
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -99,6 +99,27 @@ static volatile sig_atomic_t *shutdown_flag = NULL;
 static volatile TimestampTz *shutdown_at = NULL;
 static JobqWorkerSlot *tick_slot = NULL;
 
+bool
+RunSqlCurrentJob(int64 *job_id, int32 *attempt)
+{
+	*job_id = running_job_id;
+	*attempt = running_attempt;
+	return *job_id != 0 && tick_slot != NULL;
+}
+
+void
+RunSqlNoteProgress(int64 job_id, double progress, const char *note)
+{
+	tick_slot->progress_seq++;	/* odd: changing */
+	pg_write_barrier();
+	tick_slot->progress_job_id = job_id;
+	tick_slot->progress = progress;
+	strlcpy(tick_slot->progress_note, note != NULL ? note : "",
+			sizeof(tick_slot->progress_note));
+	pg_write_barrier();
+	tick_slot->progress_seq++;
+}
+
 /* The owner of the previous job this executor ran (see ForgetSessionState). */
 static Oid	previous_owner = InvalidOid;
 

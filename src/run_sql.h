@@ -87,6 +87,15 @@ extern void RunSqlInit(JobqWorkerSlot *slot,
 					   volatile TimestampTz *shutdown_requested_at);
 extern void RunSqlHandler(JobqSqlRun *run);
 
+/*
+ * The job whose handler this process is running now (false when none):
+ * for functions called from a handler (jobq.report_progress).
+ */
+extern bool RunSqlCurrentJob(int64 *job_id, int32 *attempt);
+
+/* Publish the running job's progress in this executor's slot. */
+extern void RunSqlNoteProgress(int64 job_id, double progress, const char *note);
+
 /* A batch's handler calls: one FmgrInfo per (queue handler, owner). */
 extern void RunSqlBatchBegin(MemoryContext cxt);
 extern void RunSqlBatchEnd(void);

@@ -137,7 +137,9 @@ CREATE TABLE jobq.jobs (
     snoozes         integer NOT NULL DEFAULT 0,
     error_type      text,
     last_error      text,
-    result          jsonb
+    result          jsonb,
+    progress        double precision,
+    progress_note   text
     -- No CHECK constraints on the job tables: the executor re-parses every
     -- CHECK expression of a table at each INSERT/UPDATE statement (15% of
     -- an executor's time for a no-op job).  state is bounded by the
@@ -164,6 +166,8 @@ COMMENT ON COLUMN jobq.jobs.worker IS 'running: the worker name given to claim';
 COMMENT ON COLUMN jobq.jobs.claimed_by IS 'running: token of the jobq executor that holds the job; NULL for external workers';
 COMMENT ON COLUMN jobq.jobs.error_type IS 'error class of the last failed attempt';
 COMMENT ON COLUMN jobq.jobs.result IS 'completed: the handler''s result (NULL for void handlers)';
+COMMENT ON COLUMN jobq.jobs.progress IS 'the last progress (0 to 1) its handler committed (jobq.report_progress) or its external worker reported (jobq.heartbeat); live values: jobq.job_progress';
+COMMENT ON COLUMN jobq.jobs.progress_note IS 'the note reported with progress';
 
 CREATE TABLE jobq.jobs_active PARTITION OF jobq.jobs
     FOR VALUES IN ('pending', 'running')

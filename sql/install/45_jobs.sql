@@ -336,12 +336,14 @@ BEGIN
     INSERT INTO jobq.jobs_final (id, queue, payload, state, priority, run_at,
             attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,
             started_at, completed_at, last_heartbeat, lease_expires_at,
-            worker, claimed_by, snoozes, error_type, last_error, result)
+            worker, claimed_by, snoozes, error_type, last_error, result,
+            progress, progress_note)
     VALUES (d.id, d.queue, d.payload, new_state, d.priority, d.run_at,
             d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,
             d.started_at, _final_row.finished_at, d.last_heartbeat, NULL,
             d.worker, d.claimed_by, d.snoozes,
-            coalesce(error_class, d.error_type), coalesce(error, d.last_error), result);
+            coalesce(error_class, d.error_type), coalesce(error, d.last_error), result,
+            d.progress, d.progress_note);
     PERFORM jobq._job_event('final_' || new_state, d.queue, d.id, d.attempt, d.owner,
                             NULL, d.started_at, _final_row.finished_at, NULL);
 END
@@ -387,6 +389,28 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION jobq._check_lease(interval, text) IS 'Internal: validates a lease length.';
+
+CREATE FUNCTION jobq._check_progress(progress double precision, note text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- NaN sorts above every number: the upper bound refuses it
+    IF progress IS NOT NULL AND NOT (progress >= 0 AND progress <= 1) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('progress must be between 0 and 1, not %s', progress),
+            DETAIL = 'Progress is the fraction of the job done.',
+            HINT = 'Report 0.5 for half done.';
+    END IF;
+    IF note IS NOT NULL AND length(note) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'string_data_right_truncation',
+            MESSAGE = format('a progress note has at most 200 characters, not %s', length(note)),
+            DETAIL = 'The note is shown live beside the progress in jobq.job_progress and jobq.workers.',
+            HINT = 'Keep details in the job''s result.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION jobq._check_progress(double precision, text) IS 'Internal: validates a progress report (0 to 1, a note of at most 200 characters).';
 
 -- Jobs of sql (and http) queues run in jobq's executors, as their owner:
 -- handing one to an external worker would give it the owner's payload and
@@ -718,7 +742,9 @@ CREATE FUNCTION jobq.claim(queue text, max_jobs integer DEFAULT 1,
 COMMENT ON FUNCTION jobq.claim(text, integer, interval, text) IS
     'jobq: claims up to max_jobs due jobs of queue for an external worker (priority DESC, run_at, id); each is leased until lease_expires_at; (id, attempt) names the lease. Call it in its own transaction';
 
-CREATE FUNCTION jobq.heartbeat(id bigint, attempt integer, extend interval DEFAULT NULL)
+CREATE FUNCTION jobq.heartbeat(id bigint, attempt integer, extend interval DEFAULT NULL,
+                               progress double precision DEFAULT NULL,
+                               note text DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -727,19 +753,23 @@ BEGIN
     IF extend IS NOT NULL THEN
         PERFORM jobq._check_lease(extend, 'extend');
     END IF;
+    PERFORM jobq._check_progress(progress, note);
     UPDATE jobq.jobs_active a
        SET lease_expires_at = now() + coalesce(extend,
                                                a.lease_expires_at - a.last_heartbeat,
                                                interval '30 seconds'),
-           last_heartbeat = now()
+           last_heartbeat = now(),
+           progress = coalesce(heartbeat.progress, a.progress),
+           progress_note = CASE WHEN heartbeat.progress IS NOT NULL OR note IS NOT NULL
+                                THEN note ELSE a.progress_note END
      WHERE a.id = heartbeat.id AND a.attempt = heartbeat.attempt
        AND pg_catalog.texteq(a.state, 'running')  -- by id: see jobs_active_running_idx
        AND a.claimed_by IS NULL;                   -- an external worker's lease
     RETURN FOUND;
 END
 $fn$;
-COMMENT ON FUNCTION jobq.heartbeat(bigint, integer, interval) IS
-    'jobq: extends the lease (id, attempt) by extend (default: the lease length given to claim); false when the holder must stop: job cancelled, lease recovered or claimed again';
+COMMENT ON FUNCTION jobq.heartbeat(bigint, integer, interval, double precision, text) IS
+    'jobq: extends the lease (id, attempt) by extend (default: the lease length given to claim) and records progress (0 to 1) and its note when given; false when the holder must stop: job cancelled, lease recovered or claimed again';
 
 -- In C (src/worker_api.c): runs as the extension owner like a SECURITY
 -- DEFINER function, without the wrapper's cost on every job.

@@ -37,7 +37,7 @@ GRANT EXECUTE ON FUNCTION
 
 GRANT EXECUTE ON FUNCTION
     jobq.claim(text, integer, interval, text),
-    jobq.heartbeat(bigint, integer, interval),
+    jobq.heartbeat(bigint, integer, interval, double precision, text),
     jobq.complete(bigint, integer, jsonb),
     jobq.fail(bigint, integer, text, text, interval, text, integer)
     TO jobq_worker, jobq_admin;

@@ -25,7 +25,7 @@ SELECT is((SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid
 SELECT columns_are('jobq', 'jobs', ARRAY['id', 'queue', 'payload', 'state', 'priority', 'run_at',
     'attempt', 'max_attempts', 'unique_key', 'unique_owner', 'timeout', 'owner', 'handler', 'created_at', 'started_at',
     'completed_at', 'last_heartbeat', 'lease_expires_at', 'worker', 'claimed_by', 'snoozes',
-    'error_type', 'last_error', 'result'], 'jobq.jobs has the API columns and the lease columns');
+    'error_type', 'last_error', 'result', 'progress', 'progress_note'], 'jobq.jobs has the API columns and the lease columns');
 SELECT col_type_is('jobq', 'jobs', 'owner', 'regrole', 'jobs.owner is a regrole');
 SELECT col_not_null('jobq', 'jobs', 'run_at', 'run_at is never NULL');
 SELECT col_is_null('jobq', 'jobs', 'max_attempts', 'max_attempts may be NULL (queue''s)');
