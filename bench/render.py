@@ -121,6 +121,10 @@ def spec():
     rows.append(("peer.graphile.plain", "graphile-worker, no batching", "base.update.c8", None, None))
     rows.append(("peer.graphile.batched", "graphile-worker, batched (localQueue, completeJobBatchDelay)", "base.update.c8", None, None))
     rows.append(("peer.pgboss", "pg-boss, batchSize 500", "base.update.c8", None, None))
+    sec("retention under continuous load (queue retention 5 s, jobq.cleanup_interval = 1 s)")
+    rows.append(("retention.size", "size of the jobq tables at the end (MB)", None, None, None))
+    rows.append(("retention.growth", "largest size, second half / first half", None,
+                 lambda v, b, R: v <= 1.5, "≤ 1.5× (bounded)"))
     sec("executor memory over 1,000,000 jobs")
     rows.append(("rss.before", "executor private memory (RssAnon) before", None, None, None))
     rows.append(("rss.after", "executor private memory (RssAnon) after", None, None, None))

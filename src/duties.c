@@ -40,11 +40,21 @@ typedef struct DutyDef
 {
 	const char *name;			/* shown in pg_stat_activity and errors */
 	int			(*interval_ms) (void);	/* <= 0: the duty is off */
-	void		(*run) (void);	/* called outside a transaction */
+	JobqDutyRun run;
 } DutyDef;
+
+/* a duty that stopped with work left runs again this soon */
+#define DUTY_AGAIN_MS 1000
+
+static int
+CleanupIntervalMs(void)
+{
+	return jobq_cleanup_interval_ms;
+}
 
 /* By JobqDuty. */
 static const DutyDef duties[] = {
+	{"jobq: cleanup (retention)", CleanupIntervalMs, JobqCleanupDuty},
 	{NULL, NULL, NULL}			/* keeps the array non-empty */
 };
 
@@ -111,7 +121,14 @@ JobqRunDuties(void)
 		PG_TRY();
 		{
 			pgstat_report_activity(STATE_RUNNING, duties[i].name);
-			duties[i].run();
+			if (duties[i].run())
+			{
+				/* work left: soon again, not after a whole interval */
+				LWLockAcquire(jobq_shared->lock, LW_EXCLUSIVE);
+				db->duty_next_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																  DUTY_AGAIN_MS);
+				LWLockRelease(jobq_shared->lock);
+			}
 		}
 		PG_CATCH();
 		{

@@ -18,8 +18,19 @@
  */
 typedef enum JobqDuty
 {
+	JOBQ_DUTY_CLEANUP,			/* retention.c */
 	JOBQ_DUTY_COUNT
 } JobqDuty;
+
+/*
+ * A duty's run: called outside a transaction; starts and commits its own.
+ * Returns true when it stopped with work left (its time budget ran out):
+ * it is called again soon instead of after its interval.
+ */
+typedef bool (*JobqDutyRun) (void);
+
+/* retention.c */
+extern bool JobqCleanupDuty(void);
 
 /* Executor, between transactions: is any duty of this database due? */
 extern bool JobqDutiesDue(void);

@@ -32,6 +32,7 @@ int			jobq_poll_interval_ms = 5000;
 int			jobq_shutdown_grace_ms = 10000;
 int			jobq_cleanup_interval_ms = 60000;
 int			jobq_alert_interval_ms = 30000;
+int			jobq_dead_letter_retention_s = 7 * 24 * 3600;
 char	   *jobq_http_allowed_hosts = NULL;
 int			jobq_http_max_inflight = 100;
 int			jobq_http_max_response_kb = 1024;
@@ -90,12 +91,21 @@ DefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.cleanup_interval",
-							"How often final jobs past their queue's retention are to be removed.",
-							"Not used yet: nothing removes jobs in this version.",
+							"How often the executors remove final jobs past retention.",
+							"Each database's executors run jobq.cleanup's batches this often, one transaction per batch; 0 turns it off (call jobq.cleanup yourself, from pg_cron for instance).",
 							&jobq_cleanup_interval_ms,
-							60000, 1000, 7 * 24 * 3600 * 1000,
+							60000, 0, 7 * 24 * 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.dead_letter_retention",
+							"How long a resolved dead letter is kept, with its failed job.",
+							"Counted from resolve_dead or requeue_dead; a dead letter that is not resolved is never removed.",
+							&jobq_dead_letter_retention_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.alert_interval",

@@ -180,8 +180,12 @@ CREATE TABLE jobq.jobs_active PARTITION OF jobq.jobs
 COMMENT ON TABLE jobq.jobs_active IS
     'jobq: pending and running jobs: the only rows a claim reads; small, hot, vacuumed aggressively';
 
+-- Retention deletes from jobs_final and job_attempts as fast as jobs
+-- finish: their dead rows are vacuumed at a twentieth of the table, not
+-- autovacuum's default fifth, so that their size stays bounded.
 CREATE TABLE jobq.jobs_final PARTITION OF jobq.jobs
-    FOR VALUES IN ('completed', 'failed', 'cancelled');
+    FOR VALUES IN ('completed', 'failed', 'cancelled')
+    WITH (autovacuum_vacuum_scale_factor = 0.05);
 COMMENT ON TABLE jobq.jobs_final IS
     'jobq: completed, failed and cancelled jobs, until jobq.cleanup removes them';
 
@@ -247,7 +251,8 @@ CREATE TABLE jobq.job_attempts (
     worker          text,
     detail          text,
     PRIMARY KEY (job_id, attempt)
-) WITH (autovacuum_vacuum_insert_scale_factor = 0.05);
+) WITH (autovacuum_vacuum_insert_scale_factor = 0.05,
+       autovacuum_vacuum_scale_factor = 0.05);
 COMMENT ON TABLE jobq.job_attempts IS
     'jobq: one row per finished attempt (lease) of a job; a role sees the attempts of its own jobs unless it has jobq_admin';
 COMMENT ON COLUMN jobq.job_attempts.outcome IS
