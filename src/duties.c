@@ -27,6 +27,7 @@
  */
 #include "jobq.h"
 #include "duties.h"
+#include "metrics.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -55,6 +56,7 @@ CleanupIntervalMs(void)
 /* By JobqDuty. */
 static const DutyDef duties[] = {
 	{"jobq: cleanup (retention)", CleanupIntervalMs, JobqCleanupDuty},
+	{"jobq: metrics flush", JobqMetricsFlushIntervalMs, JobqMetricsFlushDuty},
 	{NULL, NULL, NULL}			/* keeps the array non-empty */
 };
 

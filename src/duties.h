@@ -19,6 +19,7 @@
 typedef enum JobqDuty
 {
 	JOBQ_DUTY_CLEANUP,			/* retention.c */
+	JOBQ_DUTY_METRICS,			/* metrics.c: the flush into jobq.metrics */
 	JOBQ_DUTY_COUNT
 } JobqDuty;
 

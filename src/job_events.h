@@ -23,6 +23,7 @@
 /* What happened; the names are those jobq._job_events() shows. */
 typedef enum JobqEvent
 {
+	JOBQ_EVENT_SUBMITTED,		/* a job was created (JobEventsSubmitted) */
 	JOBQ_EVENT_CLAIMED,			/* a job became running */
 	JOBQ_EVENT_ATTEMPT_COMPLETED,	/* attempt outcomes (job_attempts.outcome) */
 	JOBQ_EVENT_ATTEMPT_FAILED,
@@ -37,10 +38,10 @@ typedef enum JobqEvent
 
 /*
  * One event of one job.  Which fields are set depends on the event:
- * job_id, attempt (the lease's), owner and queue always; started_at for
+ * job_id, attempt (the lease's; 0 for submitted), owner and queue always; started_at for
  * claimed and attempt_*; finished_at for attempt_* and final_*;
  * error_class (and message) for attempt_failed, attempt_snoozed and
- * attempt_cancelled;
+ * attempt_cancelled, error_class for final_failed (when the SQL store reports it);
  * retry_at for an attempt_failed or attempt_snoozed whose job is pending
  * again (0 otherwise: the job became final).  Strings are only borrowed.
  */
@@ -60,6 +61,12 @@ typedef struct JobqJobEvent
 
 /* Report ev, in the transaction that made the change. */
 extern void JobEventsReport(const JobqJobEvent *ev);
+
+/*
+ * n jobs created in queue by this transaction, by a path that reports no
+ * job one by one (a batch insert).
+ */
+extern void JobEventsSubmitted(const char *queue, Oid owner, int64 n);
 
 /*
  * n jobs claimed in this transaction (JobEventsReport for each, and the

@@ -33,6 +33,9 @@ int			jobq_shutdown_grace_ms = 10000;
 int			jobq_cleanup_interval_ms = 60000;
 int			jobq_alert_interval_ms = 30000;
 int			jobq_dead_letter_retention_s = 7 * 24 * 3600;
+int			jobq_metrics_flush_interval_ms = 5000;
+int			jobq_metrics_retention_s = 14 * 24 * 3600;
+bool		jobq_log_events = false;
 char	   *jobq_http_allowed_hosts = NULL;
 int			jobq_http_max_inflight = 100;
 int			jobq_http_max_response_kb = 1024;
@@ -107,6 +110,33 @@ DefineSettings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.metrics_flush_interval",
+							"How often the per-queue counters are added to jobq.metrics.",
+							"Each database's executors flush the counters kept in shared memory this often; a crash of the server loses at most the counts of this last interval.",
+							&jobq_metrics_flush_interval_ms,
+							5000, 100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobq.metrics_retention",
+							"How long rows of jobq.metrics are kept.",
+							"Rows whose minute is older are removed by the cleanup (jobq.cleanup_interval, jobq.cleanup); -1 keeps them for ever.",
+							&jobq_metrics_retention_s,
+							14 * 24 * 3600, -1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("jobq.log_events",
+							 "Whether every job event is written to the server log.",
+							 "One LOG line per event (claimed, completed, retried, failed, lost, snoozed, released, dead_lettered, cancelled) with job_id, queue, attempt and owner as key=value pairs, written when the transaction that made the change commits.",
+							 &jobq_log_events,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.alert_interval",
 							"How often alert rules are to be evaluated.",

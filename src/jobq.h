@@ -39,6 +39,9 @@ extern int	jobq_shutdown_grace_ms; /* jobq.shutdown_grace */
 extern int	jobq_cleanup_interval_ms;	/* jobq.cleanup_interval */
 extern int	jobq_alert_interval_ms; /* jobq.alert_interval */
 extern int	jobq_dead_letter_retention_s;	/* jobq.dead_letter_retention */
+extern int	jobq_metrics_flush_interval_ms; /* jobq.metrics_flush_interval */
+extern int	jobq_metrics_retention_s;	/* jobq.metrics_retention */
+extern bool jobq_log_events;		/* jobq.log_events */
 extern char *jobq_http_allowed_hosts;	/* jobq.http_allowed_hosts */
 extern bool jobq_allow_superuser_jobs;	/* jobq.allow_superuser_jobs */
 extern bool jobq_direct_access;	/* jobq.direct_access */

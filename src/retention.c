@@ -32,6 +32,23 @@
 #define CLEANUP_BUDGET_MS 2000
 
 static SPIPlanPtr plan_cleanup = NULL;
+static SPIPlanPtr plan_cleanup_metrics = NULL;
+
+/* Old rows of jobq.metrics, in their own transaction. */
+static void
+CleanupMetrics(void)
+{
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "jobq: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	JobqKeptPlan(&plan_cleanup_metrics, "SELECT jobq._cleanup_metrics()", 0, NULL);
+	if (SPI_execute_plan(plan_cleanup_metrics, NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "jobq: metrics cleanup failed");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
 
 /* One batch in its own transaction: how many jobs it removed. */
 static int
@@ -64,6 +81,7 @@ JobqCleanupDuty(void)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
+	CleanupMetrics();
 	for (;;)
 	{
 		if (CleanupBatch() < CLEANUP_BATCH)

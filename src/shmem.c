@@ -24,6 +24,7 @@
 #include "claim_floor.h"
 #include "breaker.h"
 #include "job_wait.h"
+#include "metrics.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -69,8 +70,9 @@ JobqShmemSize(void)
 static Size
 JobqShmemTotalSize(void)
 {
-	return add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
-					add_size(BreakerShmemSize(), JobWaitShmemSize()));
+	return add_size(add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
+							 add_size(BreakerShmemSize(), JobWaitShmemSize())),
+					JobqMetricsShmemSize());
 }
 
 static void
@@ -82,6 +84,7 @@ JobqShmemRequest(void)
 	RequestAddinShmemSpace(JobqShmemTotalSize());
 	RequestNamedLWLockTranche("jobq", 1);
 	RequestNamedLWLockTranche("jobq breakers", 1);
+	RequestNamedLWLockTranche("jobq metrics", 1);
 }
 
 static void
@@ -114,6 +117,7 @@ JobqShmemStartup(void)
 	ClaimFloorShmemInit();
 	BreakerShmemInit();
 	JobWaitShmemInit();
+	JobqMetricsShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

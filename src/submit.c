@@ -21,6 +21,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "job_events.h"
 #include "bulk_insert.h"
 #include "claim_floor.h"
 #include "submit_options.h"
@@ -284,7 +285,8 @@ InsertJobDirect(const char *queue, Datum payload, JobqSubmitOptions *opt, Oid ow
 
 /*
  * Insert one job; returns its id, or the id of the job of the same queue
- * and unique_key that is not final yet.  Inside SPI, as the extension owner.
+ * and unique_key that is not final yet (*created: which of the two).
+ * Inside SPI, as the extension owner.
  *
  * unique_key: INSERT ... ON CONFLICT DO NOTHING waits for a concurrent
  * insert of the same key to commit or abort; after a conflict, the job
@@ -293,7 +295,8 @@ InsertJobDirect(const char *queue, Datum payload, JobqSubmitOptions *opt, Oid ow
  */
 static int64
 InsertJob(const char *queue, Datum payload, Datum unique_key,
-		  bool unique_key_null, JobqSubmitOptions *opt, Oid owner)
+		  bool unique_key_null, JobqSubmitOptions *opt, Oid owner,
+		  bool *created)
 {
 	Oid			argtypes[10] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
 	INT4OID, INTERVALOID, REGROLEOID, TEXTOID, TEXTOID, OIDOID};
@@ -320,6 +323,7 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 	/* whose keys: the owner's own, or the queue's shared ones (0) */
 	values[9] = ObjectIdGetDatum(opt->unique_per_owner ? owner : InvalidOid);
 
+	*created = true;
 	if (unique_key_null)
 	{
 		int64		id = InsertJobDirect(queue, payload, opt, owner);
@@ -352,7 +356,8 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 						"DO NOTHING RETURNING id",
 						10, argtypes);
 		JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
-		if (SPI_processed == 1)
+		*created = SPI_processed == 1;
+		if (*created)
 			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1,
 											   &isnull));
@@ -394,6 +399,7 @@ SubmitOne(const char *queue, Datum payload,
 	JobqRoleSwitch sw;
 	JobqQueueInfo info;
 	int64		id;
+	bool		created;
 
 	/* the direct-access insert bypasses the executor's own check */
 	PreventCommandIfReadOnly("jobq.submit()");
@@ -419,8 +425,17 @@ SubmitOne(const char *queue, Datum payload,
 	opt->handler = info.handler_text;
 	opt->unique_per_owner = info.unique_per_owner;
 
-	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller);
+	id = InsertJob(queue, payload, unique_key, unique_key_null, opt, sw.caller,
+				   &created);
+	if (!created)
+	{
+		/* the job already holding the key: nothing was written */
+		SPI_finish();
+		RestoreCaller(&sw);
+		return id;
+	}
 	ClaimFloorNoteWritten(queue, opt->priority, SubmitRunAt(opt), id);
+	JobEventsSubmitted(queue, sw.caller, 1);
 
 	/* nothing in the server runs external queues: no wake-up to pay for */
 	if (strcmp(info.kind, "http") == 0)
@@ -649,6 +664,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	{
 		/* ids are positive: 0 is below every job of the batch */
 		ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
+		JobEventsSubmitted(queue, sw.caller, JsonContainerSize(&payloads->root));
 		if (strcmp(info.kind, "external") != 0 &&
 			JsonContainerSize(&payloads->root) > 0)
 			JobqWakeAtCommitForQueue(queue);
@@ -679,6 +695,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	nulls[7] = opt.handler ? ' ' : 'n';
 	JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 	ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
+	JobEventsSubmitted(queue, sw.caller, (int64) SPI_processed);
 
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -286,17 +286,17 @@ CREATE FUNCTION jobq._job_event(event text, queue text, job_id bigint, attempt i
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_job_event';
 COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz, text) IS
-    'Internal: reports an event of one job (attempt_<outcome>, final_<state>) to the job store''s hook point (src/job_events.c), in the transaction that made the change';
+    'Internal: reports an event of one job (submitted, attempt_<outcome>, final_<state>) to the job store''s hook point (src/job_events.c), in the transaction that made the change';
 
 CREATE FUNCTION jobq._job_events() RETURNS TABLE (event text, count bigint)
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_job_events';
 COMMENT ON FUNCTION jobq._job_events() IS
-    'Internal: committed job events of this database since the server started: claimed, attempt_<outcome>, final_<state>';
+    'Internal: committed job events of this database since the server started: submitted, claimed, attempt_<outcome>, final_<state>';
 
 -- Every attempt that ends writes its row here (the batched completion of
 -- executors and jobq.complete writes the same row through the table AM,
--- src/complete.c); the row is the "attempt finished" event.
+-- src/store_complete.c); the row is the "attempt finished" event.
 CREATE FUNCTION jobq._attempt_finished(j jobq.jobs_active, outcome text,
                                        finished_at timestamptz,
                                        error_class text DEFAULT NULL,
@@ -345,7 +345,8 @@ BEGIN
             coalesce(error_class, d.error_type), coalesce(error, d.last_error), result,
             d.progress, d.progress_note);
     PERFORM jobq._job_event('final_' || new_state, d.queue, d.id, d.attempt, d.owner,
-                            NULL, d.started_at, _final_row.finished_at, NULL);
+                            coalesce(error_class, d.error_type), d.started_at,
+                            _final_row.finished_at, NULL);
 END
 $fn$;
 COMMENT ON FUNCTION jobq._final_row(jobq.jobs_active, text, timestamptz, jsonb, text, text) IS

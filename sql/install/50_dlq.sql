@@ -49,6 +49,7 @@ BEGIN
             dl.max_attempts, dl.timeout, dl.owner, dl.handler)
     RETURNING jobs_active.id INTO new_id;
     PERFORM jobq._claim_floor_note(dl.queue, dl.priority, now(), new_id);
+    PERFORM jobq._job_event('submitted', dl.queue, new_id, 0, dl.owner, NULL, NULL, NULL, NULL);
 
     UPDATE jobq.dead_letter d
        SET resolved_at = now(), requeued_job_id = new_id,

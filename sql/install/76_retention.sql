@@ -62,6 +62,28 @@ COMMENT ON FUNCTION jobq._cleanup_batch(integer, interval) IS
     'Internal: removes at most max_jobs final jobs past retention (see jobq.cleanup) with their attempts; returns how many';
 REVOKE ALL ON FUNCTION jobq._cleanup_batch(integer, interval) FROM PUBLIC;
 
+-- Rows of jobq.metrics older than jobq.metrics_retention (-1: kept).
+-- Once per cleanup run: a few rows per queue and minute.
+CREATE FUNCTION jobq._cleanup_metrics() RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    keep    interval := pg_catalog.current_setting('jobq.metrics_retention')::interval;
+    n       bigint;
+BEGIN
+    IF keep < interval '0' THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM jobq.metrics m WHERE m.bucket < now() - keep;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION jobq._cleanup_metrics() IS
+    'Internal: removes rows of jobq.metrics older than jobq.metrics_retention; returns how many';
+REVOKE ALL ON FUNCTION jobq._cleanup_metrics() FROM PUBLIC;
+
 CREATE FUNCTION jobq.cleanup(older_than interval DEFAULT NULL, max_jobs bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -91,10 +113,11 @@ BEGIN
         total := total + got;
         EXIT WHEN got < batch;
     END LOOP;
+    PERFORM jobq._cleanup_metrics();
     RETURN total;
 END
 $fn$;
 COMMENT ON FUNCTION jobq.cleanup(interval, bigint) IS
-    'jobq: removes final jobs past retention with their attempts (completed and cancelled: the queue''s retention, or older_than; failed: with their dead letter once resolved longer ago than jobq.dead_letter_retention, or older_than), at most max_jobs; returns how many. Runs in the caller''s transaction';
+    'jobq: removes final jobs past retention with their attempts (completed and cancelled: the queue''s retention, or older_than; failed: with their dead letter once resolved longer ago than jobq.dead_letter_retention, or older_than), at most max_jobs; returns how many. Also removes rows of jobq.metrics older than jobq.metrics_retention. Runs in the caller''s transaction';
 REVOKE ALL ON FUNCTION jobq.cleanup(interval, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION jobq.cleanup(interval, bigint) TO jobq_admin;

@@ -175,7 +175,12 @@ dump() {
     q "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'jobq'::regnamespace AND c.relkind = 'r' ORDER BY 1" "$db" |
     while read -r rel; do
         echo "== $rel"
-        q "SELECT coalesce(json_agg(t), '[]') FROM jobq.$rel t" "$db" | python3 -c '
+        # jobq.metrics: counts not flushed when the workload kills an
+        # executor are lost, as documented, and which ones depends on timing
+        # (test integration/job_events compares them to the rows instead)
+        if [ "$rel" = metrics ]; then echo "(not compared)"; continue; fi
+        sql="SELECT coalesce(json_agg(t), '[]') FROM jobq.$rel t"
+        q "$sql" "$db" | python3 -c '
 import json, re, sys
 rel = sys.argv[1]
 rows = json.load(sys.stdin)

@@ -26,6 +26,7 @@ BEGIN
     WHEN 'snooze' THEN
       IF NOT (SELECT open FROM public.gate) THEN PERFORM jobq.rate_limited('wait', '10 ms'); END IF;
     WHEN 'sleep' THEN PERFORM pg_sleep(600);
+    WHEN 'slow' THEN PERFORM pg_sleep(5);
     ELSE NULL;
   END CASE;
   RETURN p;
@@ -44,11 +45,36 @@ events() { q "SELECT string_agg(event || '=' || count, ' ' ORDER BY event) FROM 
 # rows(db): the same figures counted from the tables
 rows() {
     q "SELECT string_agg(event || '=' || count, ' ' ORDER BY event) FROM (
-         SELECT 'claimed' AS event, count(*) FROM jobq.job_attempts
+         SELECT 'submitted' AS event, count(*) FROM jobq.jobs
+         UNION ALL SELECT 'claimed', count(*) FROM jobq.job_attempts
          UNION ALL SELECT 'attempt_' || o, (SELECT count(*) FROM jobq.job_attempts WHERE outcome = o)
            FROM unnest(ARRAY['completed', 'failed', 'snoozed', 'released', 'cancelled']) o
          UNION ALL SELECT 'final_' || s, (SELECT count(*) FROM jobq.jobs_final WHERE state = s)
            FROM unnest(ARRAY['completed', 'failed', 'cancelled']) s) x" "$1"
+}
+
+# metric_sums(db) / metric_rows(db): jobq.metrics summed over every row
+# (after a flush), and the same figures from the tables
+metric_sums() {
+    q "SELECT jobq.flush_metrics()" "$1" >/dev/null
+    q "SELECT concat_ws(' ', sum(submitted), sum(started), sum(completed), sum(failed), sum(retried),
+                        sum(timed_out), sum(cancelled), sum(dead_lettered),
+                        round(sum(total_runtime_ms)::numeric, 1), round(max(max_runtime_ms)::numeric, 1))
+         FROM jobq.metrics" "$1"
+}
+metric_rows() {
+    q "SELECT concat_ws(' ', (SELECT count(*) FROM jobq.jobs), count(*),
+                        count(*) FILTER (WHERE outcome = 'completed'),
+                        count(*) FILTER (WHERE outcome = 'failed'),
+                        count(*) FILTER (WHERE outcome = 'failed')
+                          - (SELECT count(*) FROM jobq.jobs_final WHERE state = 'failed'),
+                        count(*) FILTER (WHERE outcome = 'failed' AND error_class = 'timeout'),
+                        (SELECT count(*) FROM jobq.jobs_final WHERE state = 'cancelled'),
+                        (SELECT count(*) FROM jobq.jobs_final WHERE state = 'failed'),
+                        round(sum(extract(epoch FROM finished_at - started_at) * 1000)
+                                FILTER (WHERE started_at IS NOT NULL), 1),
+                        round(max(extract(epoch FROM finished_at - started_at) * 1000), 1))
+         FROM jobq.job_attempts" "$1"
 }
 
 workload() {
@@ -70,6 +96,12 @@ workload() {
     q "SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('x2', 1) c" "$db" >/dev/null
     wait_for "SELECT count(*) FROM jobq.claim('x3', 1) c WHERE jobq.fail(c.id, c.attempt, 'boom', 'transient') = 'failed'" 1 60 "$db" \
         || it_fail "$db: external job not failed twice"
+    # its dead letter requeued (a job submitted by SQL), then done
+    q "SELECT jobq.requeue_dead(id) FROM jobq.dead_letter WHERE queue = 'x3'" "$db" >/dev/null
+    q "SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('x3', 1) c" "$db" >/dev/null
+    # a job timed out twice, then dead-lettered; a unique key submitted twice
+    q "SELECT jobq.submit('s', '{\"do\": \"slow\"}', timeout => '100 ms', max_attempts => 2)" "$db" >/dev/null
+    q "SELECT jobq.submit('s', unique_key => 'k'), jobq.submit('s', unique_key => 'k')" "$db" >/dev/null
     q "SELECT count(*) FROM jobq.claim('x4', 1, lease => '10 ms')" "$db" >/dev/null
     wait_for "SELECT count(*) FROM jobq.claim('x4', 1) c WHERE jobq.complete(c.id, c.attempt)" 1 60 "$db" \
         || it_fail "$db: expired lease not recovered"
@@ -88,8 +120,9 @@ wait_for "SELECT count(*) FROM jobq.workers WHERE kind = 'executor'" 4 60 fast |
 for db in fast slow; do
     workload "$db"
     assert_eq "$(events "$db")" "$(rows "$db")" "$db: events counted = rows written"
+    assert_eq "$(metric_sums "$db")" "$(metric_rows "$db")" "$db: jobq.metrics sums = rows written"
 done
-it_ok "events equal rows after a mixed workload, with direct access on and off"
+it_ok "events and jobq.metrics equal rows after a mixed workload, with direct access on and off"
 assert_eq "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_completed'" slow)" \
           "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_completed'" fast)" "same completions on both paths"
 

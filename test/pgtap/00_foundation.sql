@@ -16,9 +16,11 @@ SELECT is(current_setting('jobq.vacuum_after'), '10000', 'jobq.vacuum_after defa
 SELECT is((SELECT context FROM pg_settings WHERE name = 'jobq.max_total_workers'), 'postmaster',
           'slot count is fixed at server start');
 -- but jobq.direct_access: a developer setting (superuser only) that the
--- differential test sets per database; both of its values give the same rows
-SELECT is((SELECT string_agg(name, ',') FROM pg_settings WHERE name LIKE 'jobq.%' AND context IN ('user', 'superuser')),
-          'jobq.direct_access', 'no jobq setting but jobq.direct_access can be changed per session');
+-- differential test sets per database; both of its values give the same
+-- rows; and jobq.log_events, like log_statement (superuser only): the
+-- lifecycle log of one session or database
+SELECT is((SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'jobq.%' AND context IN ('user', 'superuser')),
+          'jobq.direct_access,jobq.log_events', 'no jobq setting but jobq.direct_access and jobq.log_events can be changed per session');
 
 SELECT * FROM finish();
 ROLLBACK;
