@@ -125,6 +125,11 @@ def spec():
     rows.append(("retention.size", "size of the jobq tables at the end (MB)", None, None, None))
     rows.append(("retention.growth", "largest size, second half / first half", None,
                  lambda v, b, R: v <= 1.5, "≤ 1.5× (bounded)"))
+    sec("monitoring views with 1,000,000 pending jobs (median of 10 reads)")
+    rows.append(("views.queue_stats", "SELECT * FROM jobq.queue_stats (ms)", None,
+                 lambda v, b, R: v < 100, "< 100 ms"))
+    rows.append(("views.health", "SELECT * FROM jobq.health (ms)", None,
+                 lambda v, b, R: v < 100, "< 100 ms"))
     sec("executor memory over 1,000,000 jobs")
     rows.append(("rss.before", "executor private memory (RssAnon) before", None, None, None))
     rows.append(("rss.after", "executor private memory (RssAnon) after", None, None, None))

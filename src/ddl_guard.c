@@ -4,7 +4,8 @@
  *	  Keeps jobq's executors out of the way of commands that need a database
  *	  with nobody connected: DROP DATABASE, ALTER DATABASE ... RENAME and
  *	  CREATE DATABASE ... TEMPLATE; and of DROP EXTENSION jobq.  Refuses
- *	  user triggers and rules on jobq's tables.
+ *	  user triggers and rules on jobq's tables.  Tells the queue gauges
+ *	  (queue_gauges.c) of a TRUNCATE of jobq's tables.
  *
  * Executors stay connected to their database, so without this hook those
  * commands would wait five seconds and fail with "database is being accessed
@@ -29,6 +30,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "queue_gauges.h"
 
 #include <signal.h>
 
@@ -185,6 +187,29 @@ StopExecutorsOf(Oid dboid)
 	}
 }
 
+/* A TRUNCATE naming a relation of schema jobq (queue_gauges.c). */
+static bool
+TruncatesJobqTable(Node *stmt)
+{
+	ListCell   *lc;
+	Oid			nsp;
+
+	if (!IsA(stmt, TruncateStmt))
+		return false;
+	nsp = get_namespace_oid(JOBQ_SCHEMA_NAME, true);
+	if (!OidIsValid(nsp))
+		return false;
+	foreach(lc, ((TruncateStmt *) stmt)->relations)
+	{
+		RangeVar   *rv = lfirst_node(RangeVar, lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(relid) && get_rel_namespace(relid) == nsp)
+			return true;
+	}
+	return false;
+}
+
 static void
 JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
@@ -194,6 +219,8 @@ JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Oid			dboid = InvalidOid;
 
 	RefuseUserCodeOnJobqTables(pstmt->utilityStmt);
+	if (TruncatesJobqTable(pstmt->utilityStmt))
+		JobqGaugesForgetAtCommit();
 	if (jobq_shared != NULL)
 		dboid = DatabaseNeedingExclusiveUse(pstmt->utilityStmt);
 

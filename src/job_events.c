@@ -8,7 +8,7 @@
  * VACUUM (upkeep.c), circuit breakers (breaker.c: outcomes), counts of
  * each event per database (JobqDatabase.events, shown by
  * jobq._job_events()) and per queue and minute (metrics.c, flushed into
- * jobq.metrics), the lifecycle log (jobq.log_events), and the wake-up of
+ * jobq.metrics), active and running jobs per queue (queue_gauges.c), the lifecycle log (jobq.log_events), and the wake-up of
  * jobq.wait's waiters by the commit that makes their job final
  * (job_wait.c).
  *
@@ -32,6 +32,7 @@
 #include "upkeep.h"
 #include "job_wait.h"
 #include "metrics.h"
+#include "queue_gauges.h"
 
 #include "access/xact.h"
 #include "funcapi.h"
@@ -250,6 +251,17 @@ Publish(void)
 				if (p->c.events[e] != 0)
 					pg_atomic_fetch_add_u64(&db->events[e], p->c.events[e]);
 		JobqMetricsAdd(MyDatabaseId, p->queue, p->bucket, &p->c);
+		JobqGaugesAdd(MyDatabaseId, p->queue,
+					  (int64) p->c.events[JOBQ_EVENT_SUBMITTED]
+					  - (int64) (p->c.events[JOBQ_EVENT_FINAL_COMPLETED] +
+								 p->c.events[JOBQ_EVENT_FINAL_FAILED] +
+								 p->c.events[JOBQ_EVENT_FINAL_CANCELLED]),
+					  (int64) p->c.events[JOBQ_EVENT_CLAIMED]
+					  - (int64) (p->c.events[JOBQ_EVENT_ATTEMPT_COMPLETED] +
+								 p->c.events[JOBQ_EVENT_ATTEMPT_FAILED] +
+								 p->c.events[JOBQ_EVENT_ATTEMPT_SNOOZED] +
+								 p->c.events[JOBQ_EVENT_ATTEMPT_RELEASED] +
+								 p->c.events[JOBQ_EVENT_ATTEMPT_CANCELLED]));
 	}
 }
 

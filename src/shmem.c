@@ -25,6 +25,7 @@
 #include "breaker.h"
 #include "job_wait.h"
 #include "metrics.h"
+#include "queue_gauges.h"
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -72,7 +73,7 @@ JobqShmemTotalSize(void)
 {
 	return add_size(add_size(add_size(JobqShmemSize(), ClaimFloorShmemSize()),
 							 add_size(BreakerShmemSize(), JobWaitShmemSize())),
-					JobqMetricsShmemSize());
+					add_size(JobqMetricsShmemSize(), JobqGaugesShmemSize()));
 }
 
 static void
@@ -85,6 +86,7 @@ JobqShmemRequest(void)
 	RequestNamedLWLockTranche("jobq", 1);
 	RequestNamedLWLockTranche("jobq breakers", 1);
 	RequestNamedLWLockTranche("jobq metrics", 1);
+	RequestNamedLWLockTranche("jobq queue gauges", 1);
 }
 
 static void
@@ -118,6 +120,7 @@ JobqShmemStartup(void)
 	BreakerShmemInit();
 	JobWaitShmemInit();
 	JobqMetricsShmemInit();
+	JobqGaugesShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
