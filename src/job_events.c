@@ -251,17 +251,7 @@ Publish(void)
 				if (p->c.events[e] != 0)
 					pg_atomic_fetch_add_u64(&db->events[e], p->c.events[e]);
 		JobqMetricsAdd(MyDatabaseId, p->queue, p->bucket, &p->c);
-		JobqGaugesAdd(MyDatabaseId, p->queue,
-					  (int64) p->c.events[JOBQ_EVENT_SUBMITTED]
-					  - (int64) (p->c.events[JOBQ_EVENT_FINAL_COMPLETED] +
-								 p->c.events[JOBQ_EVENT_FINAL_FAILED] +
-								 p->c.events[JOBQ_EVENT_FINAL_CANCELLED]),
-					  (int64) p->c.events[JOBQ_EVENT_CLAIMED]
-					  - (int64) (p->c.events[JOBQ_EVENT_ATTEMPT_COMPLETED] +
-								 p->c.events[JOBQ_EVENT_ATTEMPT_FAILED] +
-								 p->c.events[JOBQ_EVENT_ATTEMPT_SNOOZED] +
-								 p->c.events[JOBQ_EVENT_ATTEMPT_RELEASED] +
-								 p->c.events[JOBQ_EVENT_ATTEMPT_CANCELLED]));
+		JobqGaugesAdd(MyDatabaseId, p->queue, &p->c);
 	}
 }
 

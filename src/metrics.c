@@ -79,6 +79,10 @@ static bool callback_registered = false;
 
 static SPIPlanPtr plan_add = NULL;
 
+const double jobq_runtime_bucket_le[JOBQ_RUNTIME_BUCKETS] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300
+};
+
 TimestampTz
 JobqMetricBucket(TimestampTz t)
 {
@@ -103,9 +107,17 @@ JobqMetricCountEvent(JobqMetricCounts *c, const JobqJobEvent *ev)
 		ev->started_at != 0 && ev->finished_at > ev->started_at)
 	{
 		uint64		us = (uint64) (ev->finished_at - ev->started_at);
+		int			b;
 
 		c->runtime_us += us;
 		c->max_runtime_us = Max(c->max_runtime_us, us);
+		c->runtimes++;
+		for (b = 0; b < JOBQ_RUNTIME_BUCKETS; b++)
+			if (us <= jobq_runtime_bucket_le[b] * USECS_PER_SEC)
+			{
+				c->runtime_hist[b]++;
+				break;
+			}
 	}
 }
 
@@ -120,6 +132,9 @@ JobqMetricCountsAdd(JobqMetricCounts *into, const JobqMetricCounts *c)
 	into->timed_out += c->timed_out;
 	into->runtime_us += c->runtime_us;
 	into->max_runtime_us = Max(into->max_runtime_us, c->max_runtime_us);
+	into->runtimes += c->runtimes;
+	for (e = 0; e < JOBQ_RUNTIME_BUCKETS; e++)
+		into->runtime_hist[e] += c->runtime_hist[e];
 }
 
 static uint32

@@ -18,6 +18,11 @@
  * What one (queue, minute) has counted: committed events by JobqEvent, and
  * what jobq.metrics shows besides them.
  */
+#define JOBQ_RUNTIME_BUCKETS 11
+
+/* upper bounds of the runtime histogram's buckets, in seconds (metrics.c) */
+extern const double jobq_runtime_bucket_le[JOBQ_RUNTIME_BUCKETS];
+
 typedef struct JobqMetricCounts
 {
 	uint64		events[JOBQ_EVENT_COUNT];
@@ -25,6 +30,8 @@ typedef struct JobqMetricCounts
 	uint64		timed_out;		/* attempt_failed of class timeout */
 	uint64		runtime_us;		/* attempts' finished_at - started_at, summed */
 	uint64		max_runtime_us;
+	uint64		runtimes;		/* attempts counted in runtime_us */
+	uint64		runtime_hist[JOBQ_RUNTIME_BUCKETS]; /* by bucket, not cumulative */
 } JobqMetricCounts;
 
 /* The minute an instant falls in (its bucket in jobq.metrics). */

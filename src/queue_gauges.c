@@ -34,6 +34,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
@@ -54,6 +55,7 @@ typedef struct Gauge
 	TimestampTz based_at;
 	uint64		based_queues_version;	/* jobq_shared->queues_version then */
 	uint64		based_generation;	/* GaugeTable.generation then */
+	JobqMetricCounts totals;	/* committed since the server started */
 } Gauge;
 
 /* Shared; every field under lock.  Open addressing, linear probing. */
@@ -129,11 +131,19 @@ FindGauge(Oid dboid, const char *queue, bool create)
 }
 
 void
-JobqGaugesAdd(Oid dboid, const char *queue, int64 active, int64 running)
+JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c)
 {
+	const uint64 *e = c->events;
+	int64		active = (int64) e[JOBQ_EVENT_SUBMITTED]
+		- (int64) (e[JOBQ_EVENT_FINAL_COMPLETED] + e[JOBQ_EVENT_FINAL_FAILED] +
+				   e[JOBQ_EVENT_FINAL_CANCELLED]);
+	int64		running = (int64) e[JOBQ_EVENT_CLAIMED]
+		- (int64) (e[JOBQ_EVENT_ATTEMPT_COMPLETED] + e[JOBQ_EVENT_ATTEMPT_FAILED] +
+				   e[JOBQ_EVENT_ATTEMPT_SNOOZED] + e[JOBQ_EVENT_ATTEMPT_RELEASED] +
+				   e[JOBQ_EVENT_ATTEMPT_CANCELLED]);
 	Gauge	   *g;
 
-	if (gauges == NULL || !OidIsValid(dboid) || (active == 0 && running == 0))
+	if (gauges == NULL || !OidIsValid(dboid))
 		return;
 	LWLockAcquire(gauges->lock, LW_EXCLUSIVE);
 	g = FindGauge(dboid, queue, true);
@@ -141,6 +151,7 @@ JobqGaugesAdd(Oid dboid, const char *queue, int64 active, int64 running)
 	{
 		g->active += active;
 		g->running += running;
+		JobqMetricCountsAdd(&g->totals, c);
 	}
 	LWLockRelease(gauges->lock);
 }
@@ -307,6 +318,93 @@ jobq_queue_counts(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+typedef struct CounterDef
+{
+	const char *name;
+	const char *help;
+	int			event;			/* JobqEvent, or -1: retried, -2: timed_out */
+} CounterDef;
+
+static const CounterDef counter_defs[] = {
+	{"jobq_jobs_submitted_total", "Jobs submitted.", JOBQ_EVENT_SUBMITTED},
+	{"jobq_attempts_started_total", "Attempts started (jobs claimed).", JOBQ_EVENT_CLAIMED},
+	{"jobq_attempts_completed_total", "Attempts that completed their job.", JOBQ_EVENT_ATTEMPT_COMPLETED},
+	{"jobq_attempts_failed_total", "Attempts that failed.", JOBQ_EVENT_ATTEMPT_FAILED},
+	{"jobq_attempts_retried_total", "Failed attempts whose job was retried.", -1},
+	{"jobq_attempts_timed_out_total", "Failed attempts of class timeout.", -2},
+	{"jobq_attempts_snoozed_total", "Attempts snoozed (rate limited).", JOBQ_EVENT_ATTEMPT_SNOOZED},
+	{"jobq_attempts_released_total", "Attempts given back without being used.", JOBQ_EVENT_ATTEMPT_RELEASED},
+	{"jobq_jobs_cancelled_total", "Jobs cancelled.", JOBQ_EVENT_FINAL_CANCELLED},
+	{"jobq_jobs_dead_lettered_total", "Jobs that failed for good (dead letters).", JOBQ_EVENT_FINAL_FAILED},
+};
+
+PG_FUNCTION_INFO_V1(jobq_prometheus_totals);
+
+/*
+ * jobq._prometheus_totals() RETURNS text: this database's counters per
+ * queue since the server started, and the histogram of attempt runtimes,
+ * in the Prometheus text exposition format (a restart resets them, which
+ * Prometheus' rate() expects of a counter).
+ */
+Datum
+jobq_prometheus_totals(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	Gauge	   *mine;
+	int			n = 0,
+				i,
+				d,
+				b;
+
+	if (gauges == NULL)
+		elog(ERROR, "jobq: shared memory is not set up");
+	mine = palloc(sizeof(Gauge) * GAUGE_SLOTS);
+	LWLockAcquire(gauges->lock, LW_SHARED);
+	for (i = 0; i < GAUGE_SLOTS; i++)
+		if (gauges->slots[i].dboid == MyDatabaseId)
+			mine[n++] = gauges->slots[i];
+	LWLockRelease(gauges->lock);
+
+	initStringInfo(&buf);
+	for (d = 0; d < lengthof(counter_defs); d++)
+	{
+		appendStringInfo(&buf, "# HELP %s %s\n# TYPE %s counter\n",
+						 counter_defs[d].name, counter_defs[d].help, counter_defs[d].name);
+		for (i = 0; i < n; i++)
+		{
+			JobqMetricCounts *t = &mine[i].totals;
+			uint64		v = counter_defs[d].event == -1 ? t->retried :
+				counter_defs[d].event == -2 ? t->timed_out : t->events[counter_defs[d].event];
+
+			appendStringInfo(&buf, "%s{queue=\"%s\"} " UINT64_FORMAT "\n",
+							 counter_defs[d].name, mine[i].queue, v);
+		}
+	}
+	appendStringInfoString(&buf,
+						   "# HELP jobq_attempt_runtime_seconds Runtime of finished attempts.\n"
+						   "# TYPE jobq_attempt_runtime_seconds histogram\n");
+	for (i = 0; i < n; i++)
+	{
+		JobqMetricCounts *t = &mine[i].totals;
+		uint64		cumulative = 0;
+
+		for (b = 0; b < JOBQ_RUNTIME_BUCKETS; b++)
+		{
+			cumulative += t->runtime_hist[b];
+			appendStringInfo(&buf, "jobq_attempt_runtime_seconds_bucket{queue=\"%s\",le=\"%g\"} " UINT64_FORMAT "\n",
+							 mine[i].queue, jobq_runtime_bucket_le[b], cumulative);
+		}
+		appendStringInfo(&buf, "jobq_attempt_runtime_seconds_bucket{queue=\"%s\",le=\"+Inf\"} " UINT64_FORMAT "\n"
+						 "jobq_attempt_runtime_seconds_sum{queue=\"%s\"} %.6f\n"
+						 "jobq_attempt_runtime_seconds_count{queue=\"%s\"} " UINT64_FORMAT "\n",
+						 mine[i].queue, t->runtimes,
+						 mine[i].queue, t->runtime_us / 1e6,
+						 mine[i].queue, t->runtimes);
+	}
+	pfree(mine);
+	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
 Size

@@ -3,7 +3,8 @@
  * queue_gauges.h
  *	  How many jobs of each queue are active (pending or running) and
  *	  running, kept in shared memory from committed job events so that the
- *	  monitoring views need not count a big queue (queue_gauges.c).
+ *	  monitoring views need not count a big queue, and each queue's event
+ *	  totals since the server started, for Prometheus (queue_gauges.c).
  *
  * IDENTIFICATION
  *	  src/queue_gauges.h
@@ -13,11 +14,14 @@
 #ifndef JOBQ_QUEUE_GAUGES_H
 #define JOBQ_QUEUE_GAUGES_H
 
+#include "metrics.h"
+
 /*
- * A commit changed the queue's active and running jobs by these amounts
- * (job_events.c).  From a commit callback: never raises an error.
+ * A commit's counts of the queue's events (job_events.c): they move the
+ * gauges and add to the queue's totals since the server started.  From a
+ * commit callback: never raises an error.
  */
-extern void JobqGaugesAdd(Oid dboid, const char *queue, int64 active, int64 running);
+extern void JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c);
 
 /* A TRUNCATE of a jobq table: every gauge counts again after the commit. */
 extern void JobqGaugesForgetAtCommit(void);

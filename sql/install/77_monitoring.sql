@@ -283,3 +283,70 @@ CREATE VIEW jobq.health AS
 COMMENT ON VIEW jobq.health IS
     'jobq: one row: status (healthy, degraded, unhealthy, critical: the worst rule that applies), stuck_jobs, running_jobs, open_breakers (not closed), dlq_unresolved, failure_rate (percent of the attempts of the last 15 minutes that failed), workers_alive (executors and HTTP workers of this database), issues (each rule that applies, with its severity); the rules are in docs/monitoring.md';
 GRANT SELECT ON jobq.health TO PUBLIC;
+
+CREATE FUNCTION jobq._prometheus_totals() RETURNS text
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'jobq_prometheus_totals';
+COMMENT ON FUNCTION jobq._prometheus_totals() IS
+    'Internal: this database''s counters per queue since the server started and the attempt runtime histogram, in the Prometheus text format';
+REVOKE ALL ON FUNCTION jobq._prometheus_totals() FROM PUBLIC;
+
+CREATE FUNCTION jobq._prometheus_label(v text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$ SELECT replace(replace(replace(v, '\', '\\'), '"', '\"'), E'\n', '\n') $fn$;
+COMMENT ON FUNCTION jobq._prometheus_label(text) IS
+    'Internal: a Prometheus label value, escaped';
+
+-- Counters from the queue gauges' totals (reset by a server restart, as
+-- Prometheus expects of counters), gauges from queue_stats and health.
+CREATE FUNCTION jobq.prometheus_metrics() RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    out     text := jobq._prometheus_totals();
+    h       record;
+    g       record;
+    r       record;
+BEGIN
+    FOR g IN SELECT * FROM (VALUES
+            ('jobq_queue_pending', 'Jobs runnable now.', 'pending'),
+            ('jobq_queue_scheduled', 'Pending jobs with run_at in the future.', 'scheduled'),
+            ('jobq_queue_running', 'Running jobs.', 'running'),
+            ('jobq_queue_stuck', 'Stuck running jobs (jobq.stuck_jobs).', 'stuck'),
+            ('jobq_queue_oldest_pending_seconds', 'How long the oldest runnable job has waited.', 'oldest'),
+            ('jobq_queue_paused', '1 when the queue is paused.', 'paused')) x(name, help, col) LOOP
+        out := out || format(E'# HELP %s %s\n# TYPE %s gauge\n', g.name, g.help, g.name);
+        FOR r IN SELECT s.queue, CASE g.col
+                     WHEN 'pending' THEN s.pending::float8
+                     WHEN 'scheduled' THEN s.scheduled::float8
+                     WHEN 'running' THEN s.running::float8
+                     WHEN 'stuck' THEN s.stuck::float8
+                     WHEN 'oldest' THEN coalesce(extract(epoch FROM s.oldest_pending_age)::float8, 0)
+                     ELSE s.paused::int::float8 END AS v
+                   FROM jobq._queue_stats() s LOOP
+            out := out || format(E'%s{queue="%s"} %s\n', g.name, jobq._prometheus_label(r.queue), r.v);
+        END LOOP;
+    END LOOP;
+    out := out || E'# HELP jobq_dead_letter_unresolved Dead letters not resolved yet.\n# TYPE jobq_dead_letter_unresolved gauge\n';
+    FOR r IN SELECT q.name AS queue, (SELECT count(*) FROM jobq.dead_letter d
+                                       WHERE d.queue = q.name AND d.resolved_at IS NULL) AS n
+               FROM jobq.queues q ORDER BY q.name LOOP
+        out := out || format(E'jobq_dead_letter_unresolved{queue="%s"} %s\n', jobq._prometheus_label(r.queue), r.n);
+    END LOOP;
+    out := out || E'# HELP jobq_breaker_open 1 when the circuit breaker is open or half open.\n# TYPE jobq_breaker_open gauge\n';
+    FOR r IN SELECT b.breaker_key, b.state FROM jobq._breaker_states() b ORDER BY 1 LOOP
+        out := out || format(E'jobq_breaker_open{breaker="%s"} %s\n', jobq._prometheus_label(r.breaker_key),
+                             CASE WHEN r.state = 'closed' THEN 0 ELSE 1 END);
+    END LOOP;
+    SELECT * INTO h FROM jobq._health();
+    out := out || format(E'# HELP jobq_workers_alive Executors and HTTP workers of this database.\n# TYPE jobq_workers_alive gauge\njobq_workers_alive %s\n', h.workers_alive);
+    out := out || format(E'# HELP jobq_health_status jobq.health status: 0 healthy, 1 degraded, 2 unhealthy, 3 critical.\n# TYPE jobq_health_status gauge\njobq_health_status %s\n',
+                         array_position(ARRAY['healthy', 'degraded', 'unhealthy', 'critical'], h.status) - 1);
+    RETURN out;
+END
+$fn$;
+COMMENT ON FUNCTION jobq.prometheus_metrics() IS
+    'jobq: this database''s metrics in the Prometheus text exposition format: counters per queue since the server started (jobs submitted, attempts started, completed, failed, retried, timed out, snoozed, released, jobs cancelled and dead-lettered), the attempt runtime histogram, gauges per queue (pending, scheduled, running, stuck, oldest pending age, paused, unresolved dead letters), per circuit breaker (open), workers alive and the health status';
+GRANT EXECUTE ON FUNCTION jobq.prometheus_metrics() TO PUBLIC;

@@ -119,6 +119,34 @@ assert_eq "$(q "SELECT concat_ws(' ', status, array_to_string(issues, ' | ')) FR
 q "ALTER SYSTEM RESET jobq.workers" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT count(*) FROM jobq.jobs_active" 0 60 || it_fail "executors did not come back"
 
+# 8. jobq.prometheus_metrics(), read by Prometheus' own parser
+q "SELECT jobq.prometheus_metrics()" > "$IT_DIR/metrics.txt"
+want=$(q "SELECT concat_ws(' ', count(*) FILTER (WHERE outcome = 'completed'), count(*) FILTER (WHERE outcome = 'failed'), count(*))
+          FROM jobq.job_attempts WHERE queue = 's'")
+got=$(/usr/bin/python3 - "$IT_DIR/metrics.txt" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+def val(fam, suffix="", **labels):
+    for smp in fams[fam].samples:
+        if smp.name == fam + suffix and all(smp.labels.get(k) == v for k, v in labels.items()):
+            return int(smp.value)
+    raise SystemExit("no sample %s%s %s" % (fam, suffix, labels))
+assert fams["jobq_attempts_completed"].type == "counter", fams["jobq_attempts_completed"].type
+assert fams["jobq_attempt_runtime_seconds"].type == "histogram"
+assert fams["jobq_queue_pending"].type == "gauge"
+for name in ["jobq_jobs_submitted", "jobq_attempts_started", "jobq_attempts_retried", "jobq_attempts_timed_out",
+             "jobq_jobs_cancelled", "jobq_jobs_dead_lettered", "jobq_queue_scheduled", "jobq_queue_running",
+             "jobq_queue_stuck", "jobq_queue_oldest_pending_seconds", "jobq_queue_paused",
+             "jobq_dead_letter_unresolved", "jobq_breaker_open", "jobq_workers_alive", "jobq_health_status"]:
+    assert name in fams, name
+print(val("jobq_attempts_completed", "_total", queue="s"), val("jobq_attempts_failed", "_total", queue="s"),
+      val("jobq_attempt_runtime_seconds", "_count", queue="s"))
+PY
+) || it_fail "prometheus_metrics() did not parse: $got"
+assert_eq "$got" "$want" "prometheus_metrics() parses; its counters and histogram count what job_attempts holds"
+assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE bob; SELECT length(jobq.prometheus_metrics()) > 0")" t "any role may scrape"
+
 # 7. a transaction holding back VACUUM (the rule's threshold lowered for the test)
 psql -X -q -d postgres -c "BEGIN; SELECT txid_current(); SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
 holder=$!
