@@ -12,7 +12,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PG_BIN=${PG_BIN:-$(dirname "$PG_CONFIG")}
 export PG_CONFIG PG_BIN JOBQ_ROOT
 
-JOBQ_DEB_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev build-essential python3 python3-prometheus-client iproute2 procps python3-psycopg pgbouncer nodejs"
+JOBQ_DEB_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev build-essential python3 python3-prometheus-client python3-yaml iproute2 procps python3-psycopg pgbouncer nodejs"
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
