@@ -58,16 +58,23 @@ static const char *const event_names[JOBQ_EVENT_COUNT] = {
 
 /*
  * Counts not committed yet, one entry per (transaction nest level, queue,
- * minute).  A transaction touches few queues and minutes, so the list is
- * short and searched linearly, the entry used last first.
+ * minute), and one per (level, queue, error class) of failed attempts (for
+ * the per-class totals; bucket 0).  A transaction touches few queues and
+ * minutes, so the list is short and searched linearly, the entry used last
+ * first.
  */
 typedef struct PendingCounts
 {
 	int			level;
 	TimestampTz bucket;
 	char		queue[NAMEDATALEN];
+	char		error_class[NAMEDATALEN];	/* "" but in class entries */
 	JobqMetricCounts c;
 } PendingCounts;
+
+#define SAME_KEY(p, lvl, q, b, cls) \
+	((p)->level == (lvl) && (p)->bucket == (b) && strcmp((p)->queue, (q)) == 0 && \
+	 strcmp((p)->error_class, (cls)) == 0)
 
 static PendingCounts *pending = NULL;
 static int	npending = 0;
@@ -90,7 +97,7 @@ static int	nlines = 0;
 static int	maxlines = 0;
 
 static PendingCounts *
-PendingEntry(int level, const char *queue, TimestampTz bucket)
+PendingEntry(int level, const char *queue, TimestampTz bucket, const char *error_class)
 {
 	PendingCounts *p;
 	int			i;
@@ -98,13 +105,13 @@ PendingEntry(int level, const char *queue, TimestampTz bucket)
 	if (last_used < npending)
 	{
 		p = &pending[last_used];
-		if (p->level == level && p->bucket == bucket && strcmp(p->queue, queue) == 0)
+		if (SAME_KEY(p, level, queue, bucket, error_class))
 			return p;
 	}
 	for (i = 0; i < npending; i++)
 	{
 		p = &pending[i];
-		if (p->level == level && p->bucket == bucket && strcmp(p->queue, queue) == 0)
+		if (SAME_KEY(p, level, queue, bucket, error_class))
 		{
 			last_used = i;
 			return p;
@@ -124,6 +131,7 @@ PendingEntry(int level, const char *queue, TimestampTz bucket)
 	p->level = level;
 	p->bucket = bucket;
 	strlcpy(p->queue, queue, NAMEDATALEN);
+	strlcpy(p->error_class, error_class, NAMEDATALEN);
 	last_used = npending++;
 	return p;
 }
@@ -145,11 +153,17 @@ Count(const JobqJobEvent *ev, int64 n)
 	PendingCounts *p;
 
 	p = PendingEntry(GetCurrentTransactionNestLevel(), ev->queue,
-					 JobqMetricBucket(EventTime(ev)));
+					 JobqMetricBucket(EventTime(ev)), "");
 	if (n == 1)
 		JobqMetricCountEvent(&p->c, ev);
 	else
 		p->c.events[ev->event] += n;
+	if (ev->event == JOBQ_EVENT_ATTEMPT_FAILED)
+	{
+		p = PendingEntry(GetCurrentTransactionNestLevel(), ev->queue, 0,
+						 ev->error_class != NULL ? ev->error_class : "unknown");
+		p->c.events[ev->event] += n;
+	}
 }
 
 /* This database's entry of the registry, looked up once per backend. */
@@ -210,8 +224,7 @@ GiveToParent(int level)
 		if (p->level == level)
 		{
 			for (j = 0; j < kept; j++)
-				if (pending[j].level == level - 1 && pending[j].bucket == p->bucket &&
-					strcmp(pending[j].queue, p->queue) == 0)
+				if (SAME_KEY(&pending[j], level - 1, p->queue, p->bucket, p->error_class))
 					break;
 			if (j < kept)
 			{
@@ -246,6 +259,12 @@ Publish(void)
 	{
 		PendingCounts *p = &pending[i];
 
+		if (p->error_class[0] != '\0')
+		{
+			JobqGaugesAddFailures(MyDatabaseId, p->queue, p->error_class,
+								  p->c.events[JOBQ_EVENT_ATTEMPT_FAILED]);
+			continue;
+		}
 		if (db != NULL)
 			for (e = 0; e < JOBQ_EVENT_COUNT; e++)
 				if (p->c.events[e] != 0)

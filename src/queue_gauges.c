@@ -58,13 +58,29 @@ typedef struct Gauge
 	JobqMetricCounts totals;	/* committed since the server started */
 } Gauge;
 
-/* Shared; every field under lock.  Open addressing, linear probing. */
+/* Failed attempts of one queue and error class since the server started. */
+#define FAILURE_SLOTS 1024
+
+typedef struct FailureCount
+{
+	Oid			dboid;			/* InvalidOid: free */
+	char		queue[NAMEDATALEN];
+	char		error_class[NAMEDATALEN];
+	uint64		failed;
+} FailureCount;
+
+/*
+ * Shared; every field under lock.  Open addressing, linear probing; when a
+ * table is three quarters full, new keys are not counted.
+ */
 typedef struct GaugeTable
 {
 	LWLock	   *lock;
 	int			used;
 	uint64		generation;		/* bumped by a committed TRUNCATE: every base is old */
 	Gauge		slots[GAUGE_SLOTS];
+	int			failures_used;
+	FailureCount failures[FAILURE_SLOTS];
 } GaugeTable;
 
 static GaugeTable *gauges = NULL;
@@ -152,6 +168,43 @@ JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c)
 		g->active += active;
 		g->running += running;
 		JobqMetricCountsAdd(&g->totals, c);
+	}
+	LWLockRelease(gauges->lock);
+}
+
+void
+JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class, uint64 n)
+{
+	uint32		i;
+	int			probes;
+
+	if (gauges == NULL || !OidIsValid(dboid) || n == 0)
+		return;
+	i = hash_combine(hash_combine(hash_bytes((const unsigned char *) queue, strlen(queue)),
+								  hash_bytes((const unsigned char *) error_class, strlen(error_class))),
+					 hash_bytes_uint32(dboid)) % FAILURE_SLOTS;
+	LWLockAcquire(gauges->lock, LW_EXCLUSIVE);
+	for (probes = 0; probes < FAILURE_SLOTS; probes++, i = (i + 1) % FAILURE_SLOTS)
+	{
+		FailureCount *f = &gauges->failures[i];
+
+		if (f->dboid == dboid && strcmp(f->queue, queue) == 0 &&
+			strcmp(f->error_class, error_class) == 0)
+		{
+			f->failed += n;
+			break;
+		}
+		if (f->dboid == InvalidOid)
+		{
+			if (gauges->failures_used >= FAILURE_SLOTS * 3 / 4)
+				break;
+			f->dboid = dboid;
+			strlcpy(f->queue, queue, NAMEDATALEN);
+			strlcpy(f->error_class, error_class, NAMEDATALEN);
+			f->failed = n;
+			gauges->failures_used++;
+			break;
+		}
 	}
 	LWLockRelease(gauges->lock);
 }
@@ -382,6 +435,30 @@ jobq_prometheus_totals(PG_FUNCTION_ARGS)
 							 counter_defs[d].name, mine[i].queue, v);
 		}
 	}
+	appendStringInfoString(&buf,
+						   "# HELP jobq_attempts_failed_by_class_total Failed attempts by error class.\n"
+						   "# TYPE jobq_attempts_failed_by_class_total counter\n");
+	LWLockAcquire(gauges->lock, LW_SHARED);
+	for (i = 0; i < FAILURE_SLOTS; i++)
+	{
+		FailureCount *f = &gauges->failures[i];
+		const char *c;
+
+		if (f->dboid != MyDatabaseId)
+			continue;
+		appendStringInfo(&buf, "jobq_attempts_failed_by_class_total{queue=\"%s\",class=\"", f->queue);
+		for (c = f->error_class; *c; c++)
+		{
+			if (*c == '"' || *c == '\\')
+				appendStringInfoChar(&buf, '\\');
+			if (*c == '\n')
+				appendStringInfoString(&buf, "\\n");
+			else
+				appendStringInfoChar(&buf, *c);
+		}
+		appendStringInfo(&buf, "\"} " UINT64_FORMAT "\n", f->failed);
+	}
+	LWLockRelease(gauges->lock);
 	appendStringInfoString(&buf,
 						   "# HELP jobq_attempt_runtime_seconds Runtime of finished attempts.\n"
 						   "# TYPE jobq_attempt_runtime_seconds histogram\n");

@@ -23,6 +23,10 @@
  */
 extern void JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c);
 
+/* n attempts of the queue failed with this error class (job_events.c, at commit). */
+extern void JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class,
+								  uint64 n);
+
 /* A TRUNCATE of a jobq table: every gauge counts again after the commit. */
 extern void JobqGaugesForgetAtCommit(void);
 

@@ -348,5 +348,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION jobq.prometheus_metrics() IS
-    'jobq: this database''s metrics in the Prometheus text exposition format: counters per queue since the server started (jobs submitted, attempts started, completed, failed, retried, timed out, snoozed, released, jobs cancelled and dead-lettered), the attempt runtime histogram, gauges per queue (pending, scheduled, running, stuck, oldest pending age, paused, unresolved dead letters), per circuit breaker (open), workers alive and the health status';
+    'jobq: this database''s metrics in the Prometheus text exposition format: counters per queue since the server started (jobs submitted, attempts started, completed, failed, retried, timed out, snoozed, released, jobs cancelled and dead-lettered; failed attempts by error class), the attempt runtime histogram, gauges per queue (pending, scheduled, running, stuck, oldest pending age, paused, unresolved dead letters), per circuit breaker (open), workers alive and the health status';
 GRANT EXECUTE ON FUNCTION jobq.prometheus_metrics() TO PUBLIC;

@@ -22,6 +22,7 @@ BEGIN
   RETURN p;
 END \$\$;
 SELECT jobq.create_queue('e', kind => 'external', max_attempts => 1);
+SELECT jobq.create_queue('ea', kind => 'external', max_attempts => 1);
 SELECT jobq.create_queue('s', handler => 'public.h(jsonb)', max_attempts => 1, warn_after => '200 ms');
 SELECT jobq.configure_breaker('s', failure_threshold => 100);
 CREATE ROLE alice;
@@ -65,24 +66,20 @@ q "SELECT jobq.submit('e') FROM generate_series(1, 4)" >/dev/null
 assert_eq "$(issues)" "" "healthy at rest"
 assert_eq "$(q "SELECT status FROM jobq.health")" healthy "status healthy"
 
-# 2. stuck jobs: a lease left to expire (alice's), a job past warn_after
-q "SELECT jobq.create_queue('ea', kind => 'external', max_attempts => 1)" >/dev/null
-alice_id=$(psql -X -q -A -t -d postgres -c "SET ROLE alice; SELECT jobq.submit('ea'); SELECT id FROM jobq.claim('ea', 1, lease => '10 ms')" | tail -1)
-wait_for "SELECT reason FROM jobq.stuck_jobs WHERE id = $alice_id" "lease expired" 30 || it_fail "expired lease not stuck"
-assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE alice; SELECT count(*) FROM jobq.stuck_jobs")" 1 "alice sees her stuck job"
-q "CREATE ROLE bob; GRANT jobq_worker TO bob"
-assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE bob; SELECT count(*) FROM jobq.stuck_jobs")" 0 "bob does not see it"
-assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE bob; SELECT stuck FROM jobq.queue_stats WHERE queue = 'ea'")" 1 "queue_stats counts it for everyone"
-case "$(issues)" in "degraded: 1 stuck job(s)"*) it_ok "health: stuck job, degraded" ;; *) it_fail "health: $(issues)" ;; esac
-q "SELECT count(*) FROM jobq.claim('ea', 1)" >/dev/null   # recovers the lost lease
-wait_for "SELECT count(*) FROM jobq.stuck_jobs" 0 30 || it_fail "stuck job not gone"
-slow=$(q "SELECT jobq.submit('s', '{\"do\": \"sleep\", \"s\": 3}')")
-wait_for "SELECT reason FROM jobq.stuck_jobs WHERE id = $slow" "past warn_after" 30 || it_fail "slow job not stuck"
+# 2. stuck jobs: alice's job running past warn_after (its lease-expired
+# kind is tested in 6, where no executor recovers it first)
+q "GRANT USAGE ON SCHEMA jobq TO alice"
+alice_id=$(psql -X -q -A -t -d postgres -c "SET ROLE alice; SELECT jobq.submit('s', '{\"do\": \"sleep\", \"s\": 120}')")
+wait_for "SELECT reason FROM jobq.stuck_jobs WHERE id = $alice_id" "past warn_after" 60 || it_fail "slow job not stuck"
 it_ok "a job running past warn_after is stuck"
-wait_for "SELECT state FROM jobq.jobs WHERE id = $slow" completed 60 || it_fail "slow job not done"
-q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE queue IN ('e', 'ea') AND state IN ('pending', 'running')" >/dev/null
-# the lost lease dead-lettered alice's job (max_attempts 1)
-q "SELECT jobq.resolve_dead(id, 'test') FROM jobq.dead_letter WHERE resolved_at IS NULL" >/dev/null
+assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE alice; SELECT count(*) FROM jobq.stuck_jobs")" 1 "alice sees her stuck job"
+q "CREATE ROLE bob; GRANT USAGE ON SCHEMA jobq TO bob"
+assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE bob; SELECT count(*) FROM jobq.stuck_jobs")" 0 "bob does not see it"
+assert_eq "$(psql -X -q -A -t -d postgres -c "SET ROLE bob; SELECT stuck FROM jobq.queue_stats WHERE queue = 's'")" 1 "queue_stats counts it for everyone"
+case "$(issues)" in "degraded: 1 stuck job(s)"*) it_ok "health: stuck job, degraded" ;; *) it_fail "health: $(issues)" ;; esac
+q "SELECT jobq.cancel($alice_id)" >/dev/null
+wait_for "SELECT count(*) FROM jobq.stuck_jobs" 0 60 || it_fail "stuck job not gone"
+q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE queue = 'e' AND state IN ('pending', 'running')" >/dev/null
 
 # 3. a breaker not closed
 q "SELECT jobq.trip_breaker('s', cooldown => '1 hour')" >/dev/null
@@ -116,12 +113,20 @@ wait_for "SELECT count(*) FROM jobq.workers WHERE kind = 'executor'" 0 60 || it_
 q "SELECT jobq.submit('s')" >/dev/null
 assert_eq "$(q "SELECT concat_ws(' ', status, array_to_string(issues, ' | ')) FROM jobq.health")" \
     "critical critical: no jobq executor runs in this database, and 1 job(s) wait" "health: no executor, critical"
+# with no executor to recover it, a lease left to expire stays stuck until
+# the next claim of its queue
+lease_id=$(q "SELECT jobq.submit('ea'); SELECT id FROM jobq.claim('ea', 1, lease => '10 ms')" | tail -1)
+wait_for "SELECT reason FROM jobq.stuck_jobs WHERE id = $lease_id" "lease expired" 30 || it_fail "expired lease not stuck"
+it_ok "an expired lease is stuck"
+q "SELECT count(*) FROM jobq.claim('ea', 1)" >/dev/null
+assert_eq "$(q "SELECT count(*) FROM jobq.stuck_jobs")" 0 "the next claim recovered it"
 q "ALTER SYSTEM RESET jobq.workers" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT count(*) FROM jobq.jobs_active" 0 60 || it_fail "executors did not come back"
 
 # 8. jobq.prometheus_metrics(), read by Prometheus' own parser
 q "SELECT jobq.prometheus_metrics()" > "$IT_DIR/metrics.txt"
-want=$(q "SELECT concat_ws(' ', count(*) FILTER (WHERE outcome = 'completed'), count(*) FILTER (WHERE outcome = 'failed'), count(*))
+want=$(q "SELECT concat_ws(' ', count(*) FILTER (WHERE outcome = 'completed'), count(*) FILTER (WHERE outcome = 'failed'), count(*),
+                        count(*) FILTER (WHERE outcome = 'failed' AND error_class = 'permanent'))
           FROM jobq.job_attempts WHERE queue = 's'")
 got=$(/usr/bin/python3 - "$IT_DIR/metrics.txt" <<'PY'
 import sys
@@ -141,7 +146,8 @@ for name in ["jobq_jobs_submitted", "jobq_attempts_started", "jobq_attempts_retr
              "jobq_dead_letter_unresolved", "jobq_breaker_open", "jobq_workers_alive", "jobq_health_status"]:
     assert name in fams, name
 print(val("jobq_attempts_completed", "_total", queue="s"), val("jobq_attempts_failed", "_total", queue="s"),
-      val("jobq_attempt_runtime_seconds", "_count", queue="s"))
+      val("jobq_attempt_runtime_seconds", "_count", queue="s"),
+      val("jobq_attempts_failed_by_class", "_total", queue="s", **{"class": "permanent"}))
 PY
 ) || it_fail "prometheus_metrics() did not parse: $got"
 assert_eq "$got" "$want" "prometheus_metrics() parses; its counters and histogram count what job_attempts holds"
