@@ -127,14 +127,19 @@ assert_eq "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_comp
           "$(q "SELECT count FROM jobq._job_events() WHERE event = 'attempt_completed'" fast)" "same completions on both paths"
 
 # Released at shutdown: jobs running when the server stops.
+declare -A sleeper
 for db in fast slow; do
-    q "SELECT jobq.submit('s', '{\"do\": \"sleep\"}')" "$db" >/dev/null
+    sleeper[$db]=$(q "SELECT jobq.submit('s', '{\"do\": \"sleep\"}')" "$db")
     wait_for "SELECT count(*) FROM jobq.jobs WHERE state = 'running'" 1 60 "$db" || it_fail "$db: sleeper not running"
 done
 cluster_stop "$IT_DIR"
 cluster_start "$IT_DIR"
 for db in fast slow; do
-    assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts WHERE outcome = 'released'" "$db")" 1 "$db: the running job was released"
+    # (the snoozes of a loaded machine may also have opened the breaker,
+    # whose held jobs are released too: only the sleeper's attempts count)
+    [ "$(q "SELECT count(*) FROM jobq.job_attempts WHERE outcome = 'released' AND job_id = ${sleeper[$db]}" "$db")" = 1 ] ||
+        it_fail "$db: the sleeper ${sleeper[$db]} was not released once; released attempts: $(q "SELECT string_agg(concat_ws(':', job_id, attempt, error_class, error), ' | ') FROM jobq.job_attempts WHERE outcome = 'released'" "$db")"
+    it_ok "$db: the running job was released"
     # counts restart with the server: compare what happened since
     q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE state = 'pending' OR state = 'running'" "$db" >/dev/null
     assert_eq "$(q "SELECT count FROM jobq._job_events() WHERE event = 'final_cancelled'" "$db")" 1 "$db: the cancel after the restart counted"
