@@ -245,33 +245,39 @@ GiveToParent(int level)
 }
 
 /*
- * Commit: the counts go to shared memory.  After the commit record, so
- * nothing here may fail: JobqMetricsAdd and atomics only.
+ * Commit: the counts go to shared memory, all under one acquisition of the
+ * counters' lock.  After the commit record, so nothing here may fail: the
+ * *Locked adders and atomics only.
  */
 static void
 Publish(void)
 {
 	JobqDatabase *db = MyDatabaseEntry();
+	LWLock	   *lock = JobqCountersLock();
 	int			i,
 				e;
 
+	if (lock == NULL)
+		return;
+	LWLockAcquire(lock, LW_EXCLUSIVE);
 	for (i = 0; i < npending; i++)
 	{
 		PendingCounts *p = &pending[i];
 
 		if (p->error_class[0] != '\0')
 		{
-			JobqGaugesAddFailures(MyDatabaseId, p->queue, p->error_class,
-								  p->c.events[JOBQ_EVENT_ATTEMPT_FAILED]);
+			JobqGaugesAddFailuresLocked(MyDatabaseId, p->queue, p->error_class,
+										p->c.events[JOBQ_EVENT_ATTEMPT_FAILED]);
 			continue;
 		}
 		if (db != NULL)
 			for (e = 0; e < JOBQ_EVENT_COUNT; e++)
 				if (p->c.events[e] != 0)
 					pg_atomic_fetch_add_u64(&db->events[e], p->c.events[e]);
-		JobqMetricsAdd(MyDatabaseId, p->queue, p->bucket, &p->c);
-		JobqGaugesAdd(MyDatabaseId, p->queue, &p->c);
+		JobqMetricsAddLocked(MyDatabaseId, p->queue, p->bucket, &p->c);
+		JobqGaugesAddLocked(MyDatabaseId, p->queue, &p->c);
 	}
+	LWLockRelease(lock);
 }
 
 /* Just before the commit: the lifecycle log lines. */

@@ -2,7 +2,7 @@
  *
  * metrics.c
  *	  Per-queue, per-minute counters: committed job events are added to a
- *	  table in shared memory (JobqMetricsAdd, from job_events.c's commit
+ *	  table in shared memory (JobqMetricsAddLocked, from job_events.c's commit
  *	  callback) and flushed into jobq.metrics every
  *	  jobq.metrics_flush_interval by a duty of the database's executors, or
  *	  by jobq.flush_metrics().
@@ -57,7 +57,7 @@ typedef struct MetricSlot
 	JobqMetricCounts c;
 } MetricSlot;
 
-/* Shared; every field under lock. */
+/* Shared; every field under lock (JobqCountersLock, shared with queue_gauges.c). */
 typedef struct MetricTable
 {
 	LWLock	   *lock;
@@ -187,13 +187,19 @@ AddLocked(Oid dboid, const char *queue, TimestampTz bucket, const JobqMetricCoun
 	return true;
 }
 
-void
-JobqMetricsAdd(Oid dboid, const char *queue, TimestampTz bucket,
-			   const JobqMetricCounts *c)
+LWLock *
+JobqCountersLock(void)
 {
-	if (metrics == NULL || !OidIsValid(dboid))
+	return metrics != NULL ? metrics->lock : NULL;
+}
+
+void
+JobqMetricsAddLocked(Oid dboid, const char *queue, TimestampTz bucket,
+					 const JobqMetricCounts *c)
+{
+	Assert(metrics != NULL && LWLockHeldByMeInMode(metrics->lock, LW_EXCLUSIVE));
+	if (!OidIsValid(dboid))
 		return;
-	LWLockAcquire(metrics->lock, LW_EXCLUSIVE);
 	if (!AddLocked(dboid, queue, bucket, c))
 	{
 		int			e;
@@ -201,7 +207,6 @@ JobqMetricsAdd(Oid dboid, const char *queue, TimestampTz bucket,
 		for (e = 0; e < JOBQ_EVENT_COUNT; e++)
 			metrics->dropped += c->events[e];
 	}
-	LWLockRelease(metrics->lock);
 }
 
 /*
@@ -433,6 +438,6 @@ JobqMetricsShmemInit(void)
 	if (!found)
 	{
 		memset(metrics, 0, sizeof(MetricTable));
-		metrics->lock = &(GetNamedLWLockTranche("jobq metrics"))->lock;
+		metrics->lock = &(GetNamedLWLockTranche("jobq counters"))->lock;
 	}
 }

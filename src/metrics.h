@@ -42,12 +42,21 @@ extern void JobqMetricCountEvent(JobqMetricCounts *c, const JobqJobEvent *ev);
 extern void JobqMetricCountsAdd(JobqMetricCounts *into, const JobqMetricCounts *c);
 
 /*
- * Committed counts of a database's (queue, bucket) into shared memory.
- * Called from a commit callback: never raises an error (counts that find
- * no room are dropped and counted, see metrics.c).
+ * The one lock of jobq's commit-time counters: this table and the queue
+ * gauges (queue_gauges.c).  A committing transaction publishes all its
+ * counts under a single exclusive acquisition (job_events.c); NULL when
+ * jobq is not preloaded.
  */
-extern void JobqMetricsAdd(Oid dboid, const char *queue, TimestampTz bucket,
-						   const JobqMetricCounts *c);
+extern LWLock *JobqCountersLock(void);
+
+/*
+ * Committed counts of a database's (queue, bucket) into shared memory.
+ * The caller holds JobqCountersLock exclusively.  Called from a commit
+ * callback: never raises an error (counts that find no room are dropped
+ * and counted, see metrics.c).
+ */
+extern void JobqMetricsAddLocked(Oid dboid, const char *queue, TimestampTz bucket,
+								 const JobqMetricCounts *c);
 
 extern Size JobqMetricsShmemSize(void);
 extern void JobqMetricsShmemInit(void);

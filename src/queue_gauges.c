@@ -70,8 +70,10 @@ typedef struct FailureCount
 } FailureCount;
 
 /*
- * Shared; every field under lock.  Open addressing, linear probing; when a
- * table is three quarters full, new keys are not counted.
+ * Shared; every field under lock (JobqCountersLock, shared with metrics.c:
+ * a commit publishes to both under one acquisition).  Open addressing,
+ * linear probing; when a table is three quarters full, new keys are not
+ * counted.
  */
 typedef struct GaugeTable
 {
@@ -147,7 +149,7 @@ FindGauge(Oid dboid, const char *queue, bool create)
 }
 
 void
-JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c)
+JobqGaugesAddLocked(Oid dboid, const char *queue, const JobqMetricCounts *c)
 {
 	const uint64 *e = c->events;
 	int64		active = (int64) e[JOBQ_EVENT_SUBMITTED]
@@ -161,7 +163,7 @@ JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c)
 
 	if (gauges == NULL || !OidIsValid(dboid))
 		return;
-	LWLockAcquire(gauges->lock, LW_EXCLUSIVE);
+	Assert(LWLockHeldByMeInMode(gauges->lock, LW_EXCLUSIVE));
 	g = FindGauge(dboid, queue, true);
 	if (g != NULL)
 	{
@@ -169,11 +171,11 @@ JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c)
 		g->running += running;
 		JobqMetricCountsAdd(&g->totals, c);
 	}
-	LWLockRelease(gauges->lock);
 }
 
 void
-JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class, uint64 n)
+JobqGaugesAddFailuresLocked(Oid dboid, const char *queue, const char *error_class,
+							uint64 n)
 {
 	uint32		i;
 	int			probes;
@@ -183,7 +185,7 @@ JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class, uin
 	i = hash_combine(hash_combine(hash_bytes((const unsigned char *) queue, strlen(queue)),
 								  hash_bytes((const unsigned char *) error_class, strlen(error_class))),
 					 hash_bytes_uint32(dboid)) % FAILURE_SLOTS;
-	LWLockAcquire(gauges->lock, LW_EXCLUSIVE);
+	Assert(LWLockHeldByMeInMode(gauges->lock, LW_EXCLUSIVE));
 	for (probes = 0; probes < FAILURE_SLOTS; probes++, i = (i + 1) % FAILURE_SLOTS)
 	{
 		FailureCount *f = &gauges->failures[i];
@@ -206,7 +208,6 @@ JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class, uin
 			break;
 		}
 	}
-	LWLockRelease(gauges->lock);
 }
 
 /* What one queue has (a row of the exact count). */
@@ -490,7 +491,7 @@ JobqGaugesShmemSize(void)
 	return sizeof(GaugeTable);
 }
 
-/* Under AddinShmemInitLock (shmem.c). */
+/* Under AddinShmemInitLock (shmem.c), after JobqMetricsShmemInit. */
 void
 JobqGaugesShmemInit(void)
 {
@@ -500,6 +501,6 @@ JobqGaugesShmemInit(void)
 	if (!found)
 	{
 		memset(gauges, 0, sizeof(GaugeTable));
-		gauges->lock = &(GetNamedLWLockTranche("jobq queue gauges"))->lock;
+		gauges->lock = JobqCountersLock();
 	}
 }

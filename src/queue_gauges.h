@@ -18,14 +18,18 @@
 
 /*
  * A commit's counts of the queue's events (job_events.c): they move the
- * gauges and add to the queue's totals since the server started.  From a
- * commit callback: never raises an error.
+ * gauges and add to the queue's totals since the server started.  The
+ * caller holds JobqCountersLock (metrics.h) exclusively.  From a commit
+ * callback: never raises an error.
  */
-extern void JobqGaugesAdd(Oid dboid, const char *queue, const JobqMetricCounts *c);
+extern void JobqGaugesAddLocked(Oid dboid, const char *queue, const JobqMetricCounts *c);
 
-/* n attempts of the queue failed with this error class (job_events.c, at commit). */
-extern void JobqGaugesAddFailures(Oid dboid, const char *queue, const char *error_class,
-								  uint64 n);
+/*
+ * n attempts of the queue failed with this error class (job_events.c, at
+ * commit, holding JobqCountersLock exclusively).
+ */
+extern void JobqGaugesAddFailuresLocked(Oid dboid, const char *queue,
+										const char *error_class, uint64 n);
 
 /* A TRUNCATE of a jobq table: every gauge counts again after the commit. */
 extern void JobqGaugesForgetAtCommit(void);

@@ -85,8 +85,7 @@ JobqShmemRequest(void)
 	RequestAddinShmemSpace(JobqShmemTotalSize());
 	RequestNamedLWLockTranche("jobq", 1);
 	RequestNamedLWLockTranche("jobq breakers", 1);
-	RequestNamedLWLockTranche("jobq metrics", 1);
-	RequestNamedLWLockTranche("jobq queue gauges", 1);
+	RequestNamedLWLockTranche("jobq counters", 1);
 }
 
 static void
