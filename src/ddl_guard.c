@@ -5,7 +5,8 @@
  *	  with nobody connected: DROP DATABASE, ALTER DATABASE ... RENAME and
  *	  CREATE DATABASE ... TEMPLATE; and of DROP EXTENSION jobq.  Refuses
  *	  user triggers and rules on jobq's tables.  Tells the queue gauges
- *	  (queue_gauges.c) of a TRUNCATE of jobq's tables.
+ *	  (queue_gauges.c) of a TRUNCATE of jobq's tables, and jobq.wait's
+ *	  waiters and the executors of a COMMIT PREPARED.
  *
  * Executors stay connected to their database, so without this hook those
  * commands would wait five seconds and fail with "database is being accessed
@@ -30,6 +31,7 @@
  *-------------------------------------------------------------------------
  */
 #include "jobq.h"
+#include "job_wait.h"
 #include "queue_gauges.h"
 
 #include <signal.h>
@@ -210,6 +212,13 @@ TruncatesJobqTable(Node *stmt)
 	return false;
 }
 
+static bool
+CommitsPrepared(Node *parsetree)
+{
+	return IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
+}
+
 static void
 JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
@@ -219,6 +228,13 @@ JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Oid			dboid = InvalidOid;
 
 	RefuseUserCodeOnJobqTables(pstmt->utilityStmt);
+	if (CommitsPrepared(pstmt->utilityStmt))
+	{
+		/* what it makes final or runnable is not known here: wake all */
+		JobWaitWakeAllAtCommit();
+		JobqWakeAtCommit();
+		JobqWakeHttpAtCommit();
+	}
 	if (TruncatesJobqTable(pstmt->utilityStmt))
 		JobqGaugesForgetAtCommit();
 	if (jobq_shared != NULL)

@@ -14,7 +14,10 @@
  * seen by the read.  Jobs sharing a variable, and a subtransaction that
  * rolled back, only cause a spurious wake-up, after which the state is
  * read again.  The sleep is a latch wait, so a cancel of the waiting query
- * is served at once.
+ * is served at once.  A prepared transaction's jobs become final at COMMIT
+ * PREPARED, in a backend that knows nothing of them: that commit wakes
+ * every waiter (ddl_guard.c sees the command), and each reads its job
+ * again.
  *
  * IDENTIFICATION
  *	  src/job_wait.c
@@ -98,7 +101,7 @@ WaitXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* a prepared transaction's waiters see it at their timeout */
+			/* woken by COMMIT PREPARED (JobWaitWakeAllAtCommit) */
 			final_mask = 0;
 			break;
 		default:
@@ -116,6 +119,17 @@ JobWaitNoteFinal(int64 job_id)
 		callback_registered = true;
 	}
 	final_mask |= UINT64CONST(1) << CvIndex(job_id);
+}
+
+void
+JobWaitWakeAllAtCommit(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(WaitXactCallback, NULL);
+		callback_registered = true;
+	}
+	final_mask = ~UINT64CONST(0);
 }
 
 /*

@@ -16,4 +16,10 @@ extern Size JobWaitShmemSize(void);
 extern void JobWaitShmemInit(void);
 extern void JobWaitNoteFinal(int64 job_id);
 
+/*
+ * COMMIT PREPARED: the prepared transaction's final jobs are not known
+ * here, so every waiter is woken when this transaction commits.
+ */
+extern void JobWaitWakeAllAtCommit(void);
+
 #endif							/* JOBQ_JOB_WAIT_H */

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # jobq.wait(id, timeout): returns the final state once the job is final,
 # woken by the commit that made it final (executor completion, external
-# complete and fail, cancel, the SQL twins with jobq.direct_access off), not
-# by a rolled-back one; returns pending/running at the timeout; a cancel of
+# complete and fail, cancel, the SQL twins with jobq.direct_access off,
+# COMMIT PREPARED of a prepared completion), not by a rolled-back one; returns pending/running at the timeout; a cancel of
 # the waiting query ends it at once; only the owner or jobq_admin may wait
 # (42704 otherwise); REPEATABLE READ refused.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
-it_start_cluster "jobq.workers = 1"
+it_start_cluster "jobq.workers = 1" "max_prepared_transactions = 4"
 q "CREATE EXTENSION jobq"
 q "
 CREATE FUNCTION public.nap(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
@@ -86,6 +86,17 @@ q "SELECT jobq.claim('ext')" >/dev/null
 q "SET jobq.direct_access = off; SELECT jobq.complete($e4, 1)" >/dev/null
 done_within w4 20 || it_fail "SQL completion did not end the wait"
 assert_eq "$(cat "$TMPD/w4.out")" completed "completion with jobq.direct_access off wakes the waiter"
+
+# a prepared transaction's completion wakes the waiter at COMMIT PREPARED
+e6=$(q "SELECT jobq.submit('ext')")
+bg_wait w6 "SELECT jobq.wait($e6, '120 seconds')"
+q "SELECT jobq.claim('ext')" >/dev/null
+q "BEGIN; SELECT jobq.complete($e6, 1); PREPARE TRANSACTION 'wait_p1';" >/dev/null
+sleep 1
+[ ! -s "$TMPD/w6.rc" ] || it_fail "a prepared, not committed completion ended the wait: $(cat "$TMPD/w6.out")"
+q "COMMIT PREPARED 'wait_p1'" >/dev/null
+done_within w6 20 || it_fail "COMMIT PREPARED did not end the wait"
+assert_eq "$(cat "$TMPD/w6.out")" completed "COMMIT PREPARED wakes the waiter"
 
 # cancel of the waiting query: at once
 e5=$(q "SELECT jobq.submit('ext')")
