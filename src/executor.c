@@ -348,7 +348,7 @@ RunJobInTransaction(JobqClaimedJob *job, bool chained)
 		bool		busy = false;
 
 		(void) StoreFail(job->id, job->attempt, run.message, run.error_class,
-						 run.sqlstate, run.detail, &busy);
+						 NULL, run.sqlstate, run.detail, &busy);
 		if (busy)
 			SettleLater(job->id, job->attempt, &run);
 	}
@@ -565,7 +565,7 @@ RunJobsAlone(JobqClaimedJob *jobs, int njobs)
 			SettleForget();
 			BeginJobTransaction(false);
 			(void) StoreFail(jobs[i].id, jobs[i].attempt, edata->message, NULL,
-							 unpack_sql_state(edata->sqlerrcode), edata->detail, NULL);
+							 NULL, unpack_sql_state(edata->sqlerrcode), edata->detail, NULL);
 			EndJobTransaction(true);
 			FreeErrorData(edata);
 		}

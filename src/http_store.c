@@ -113,7 +113,7 @@ HostAdmits(JobqClaimRow *row, const char *key, bool fail_fast_mode)
 	reason = psprintf("the circuit breaker \"%s\" is open", key);
 	if (fail_fast)
 		(void) StoreFail(row->id, row->attempt, reason, "breaker_open", NULL,
-						 "breaker_mode fail_fast", NULL);
+						 NULL, "breaker_mode fail_fast", NULL);
 	else
 	{
 		/* half open with its probes out: their verdict comes soon */

@@ -111,8 +111,8 @@ extern bool StoreLeaseRunning(int64 id, int32 attempt);
 
 /* fail, release, recovery (store_outcome.c) */
 extern char *StoreFail(int64 id, int32 attempt, const char *message,
-					   const char *error_class, const char *sqlstate,
-					   const char *detail, bool *busy);
+					   const char *error_class, Interval *retry_after,
+					   const char *sqlstate, const char *detail, bool *busy);
 extern bool StoreRelease(int64 id, int32 attempt, TimestampTz held_until,
 						 const char *held_by);
 extern int	StoreRecoverLost(void);

@@ -118,7 +118,7 @@ SettleOne(ContendedJob *c)
 	{
 		if (c->failed)
 			(void) StoreFail(c->id, c->attempt, c->message, c->error_class,
-							 c->sqlstate, c->detail, NULL);
+							 NULL, c->sqlstate, c->detail, NULL);
 		else
 			(void) StoreRelease(c->id, c->attempt, 0, NULL);
 		ReleaseCurrentSubTransaction();

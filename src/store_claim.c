@@ -289,7 +289,7 @@ StoreFailOpenBreaker(const char *queue, JobqClaimRow *rows, int n)
 
 	for (i = 0; i < n; i++)
 		(void) StoreFail(rows[i].id, rows[i].attempt, message, "breaker_open",
-						 NULL, "breaker_mode fail_fast", NULL);
+						 NULL, NULL, "breaker_mode fail_fast", NULL);
 	pfree(message);
 }
 

@@ -53,16 +53,18 @@ static SPIPlanPtr plan_recover_leases = NULL;
 
 /*
  * Record a failed attempt through the retry engine.  error_class NULL lets
- * jobq.error_rules classify by SQLSTATE and message.  Returns the job's new
+ * jobq.error_rules classify by SQLSTATE and message; retry_after, when not
+ * NULL, is the caller's wait before the retry (jobq.fail's).  Returns the job's new
  * state, or NULL when the lease was no longer current.
  */
 char *
 StoreFail(int64 id, int32 attempt, const char *message, const char *error_class,
-		  const char *sqlstate, const char *detail, bool *busy)
+		  Interval *retry_after, const char *sqlstate, const char *detail, bool *busy)
 {
-	Oid			argtypes[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[7] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INTERVALOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
 	bool		isnull;
 
@@ -76,12 +78,12 @@ StoreFail(int64 id, int32 attempt, const char *message, const char *error_class,
 				"SELECT CASE WHEN EXISTS (SELECT FROM jobq.jobs_active l"
 				"                          WHERE l.id OPERATOR(pg_catalog.=) $1"
 				"                          FOR UPDATE SKIP LOCKED)"
-				"            THEN jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6) END",
-				6, argtypes);
+				"            THEN jobq._fail($1, $2, $3, $4, $7, $5, NULL, $6) END",
+				7, argtypes);
 	else
 		JobqKeptPlan(&plan_fail,
-				"SELECT jobq._fail($1, $2, $3, $4, NULL, $5, NULL, $6)",
-				6, argtypes);
+				"SELECT jobq._fail($1, $2, $3, $4, $7, $5, NULL, $6)",
+				7, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(attempt);
 	values[2] = CStringGetTextDatum(message ? message : "");
@@ -97,6 +99,10 @@ StoreFail(int64 id, int32 attempt, const char *message, const char *error_class,
 		values[5] = CStringGetTextDatum(detail);
 	else
 		nulls[5] = 'n';
+	if (retry_after)
+		values[6] = IntervalPGetDatum(retry_after);
+	else
+		nulls[6] = 'n';
 	ret = SPI_execute_plan(busy != NULL ? plan_fail_nowait : plan_fail,
 						   values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

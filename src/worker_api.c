@@ -319,13 +319,14 @@ ExecutorLease(int64 id, int32 attempt)
 /*
  * jobq.finish_and_claim(queue text, done_id bigint, done_attempt int,
  *						 result jsonb, error text, error_class text,
- *						 lease interval, worker text)
+ *						 lease interval, worker text, retry_after interval)
  *	 RETURNS TABLE (finished text, id bigint, payload jsonb, attempt int,
  *					lease_expires_at timestamptz)
  *
  * One transaction per job for a one-at-a-time external worker: ends the
  * lease (done_id, done_attempt) -- completed with result when error is
- * NULL, else failed with error and error_class through the retry engine --
+ * NULL, else failed with error, error_class and retry_after through the
+ * retry engine --
  * and claims the next job of queue, so the worker pays one commit (one WAL
  * flush) per job instead of two.  The end is fenced exactly like
  * jobq.complete and jobq.fail: a lease that is no longer current changes
@@ -382,6 +383,7 @@ jobq_finish_and_claim(PG_FUNCTION_ARGS)
 								 text_to_cstring(PG_GETARG_TEXT_PP(4)),
 								 PG_ARGISNULL(5) ? "unknown" :
 								 text_to_cstring(PG_GETARG_TEXT_PP(5)),
+								 PG_ARGISNULL(8) ? NULL : PG_GETARG_INTERVAL_P(8),
 								 NULL, NULL, NULL);
 	}
 

@@ -1,11 +1,11 @@
 -- jobq.finish_and_claim: ends the lease in hand (complete, or fail with a
 -- class) and claims the next job in the same call; fenced like complete and
--- fail; the same with jobq.direct_access off; jobq_worker may call it,
+-- fail (retry_after included); the same with jobq.direct_access off; jobq_worker may call it,
 -- PUBLIC may not.
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(25);
+SELECT plan(28);
 \ir lib/as_role.sql
 
 SELECT jobq.create_queue('fc', max_attempts => 2, base_delay => '1 hour', jitter => 0);
@@ -80,6 +80,19 @@ SELECT is((SELECT result FROM jobq.jobs WHERE id = (SELECT id FROM r7)), '{"d": 
 CREATE TEMP TABLE r9 AS SELECT * FROM jobq.finish_and_claim('fc', (SELECT id FROM r8), (SELECT attempt FROM r8), error => 'e', error_class => 'permanent');
 SELECT is((SELECT finished FROM r9), 'failed', 'direct_access off: failed');
 RESET jobq.direct_access;
+
+-- retry_after: the least wait before the retry, like jobq.fail's
+SELECT jobq.create_queue('fc_ra', max_attempts => 3, base_delay => '1 second', jitter => 0);
+SELECT jobq.submit('fc_ra', '{"n": 7}');
+CREATE TEMP TABLE ra1 AS SELECT * FROM jobq.claim('fc_ra');
+SELECT is((SELECT finished FROM jobq.finish_and_claim(NULL, (SELECT id FROM ra1), (SELECT attempt FROM ra1),
+                                                      error => '429', error_class => 'transient',
+                                                      retry_after => '2 minutes')),
+          'pending', 'retry_after: pending');
+SELECT cmp_ok((SELECT run_at FROM jobq.jobs WHERE id = (SELECT id FROM ra1)), '>=', now() + interval '2 minutes',
+              'retry_after: the retry waits at least the given 2 minutes (the queue''s backoff is 1 second)');
+SELECT throws_ok($$SELECT * FROM jobq.finish_and_claim(NULL, 1, 1, error => 'x', retry_after => '-1 minute')$$,
+                 '22023', NULL, 'a negative retry_after is refused like jobq.fail');
 
 -- a limited queue goes through jobq._claim
 SELECT jobq.create_queue('fc_lim', concurrency => 1);
