@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP worker's process life: many requests in flight at once (1,000
 # jobs against an endpoint answering after 50 ms finish well under the
-# serial 50 s), jobq.cancel aborts a running transfer, SIGTERM releases the
+# serial 50 s), a configuration reload leaves the requests in flight alone,
+# jobq.cancel aborts a running transfer, SIGTERM releases the
 # jobs in flight after jobq.shutdown_grace (pending again, no attempt used),
 # and kill -9 of the worker loses nothing (its leases are recovered).
 set -euo pipefail
@@ -34,6 +35,25 @@ log "1000 jobs x 50 ms: ${ms} ms (serial: 50000 ms), at most $peak requests in f
 [ "$peak" -gt 1 ] || it_fail "never more than one request in flight"
 it_ok "1000 jobs x 50 ms in ${ms} ms, up to $peak in flight"
 q "DELETE FROM jobq.jobs_final WHERE queue = 'h'" >/dev/null
+
+# ---- a configuration reload with requests in flight ------------------------
+# SIGHUP (and a changed jobq.http_max_inflight) while 40 requests wait for
+# their answer: every one completes, on its first attempt
+q "SELECT count(jobq.submit_http('$U/delay/1500', queue => 'h')) FROM generate_series(1, 40)" >/dev/null
+wait_for "SELECT count(*) >= 10 FROM jobq.jobs WHERE queue = 'h' AND state = 'running'" t 30 \
+    || it_fail "reload: requests not in flight"
+q "ALTER SYSTEM SET jobq.http_max_inflight = 20" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+kill -HUP "$(http_pid)"
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'h' AND state = 'completed'" 40 120 \
+    || it_fail "reload: jobs not completed: $(q "SELECT string_agg(state || '/' || attempt, ' ') FROM jobq.jobs WHERE queue = 'h' AND state <> 'completed'")"
+assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts a JOIN jobq.jobs j ON j.id = a.job_id
+                 WHERE j.queue = 'h' AND a.outcome <> 'completed'")" 0 "reload: no attempt failed or was released"
+assert_eq "$(q "SHOW jobq.http_max_inflight")" 20 "reload: the new setting is in force"
+q "ALTER SYSTEM RESET jobq.http_max_inflight" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+q "DELETE FROM jobq.jobs_final WHERE queue = 'h'" >/dev/null
+it_ok "a reload with 40 requests in flight: all completed on their first attempt"
 
 # ---- cancel aborts the transfer --------------------------------------------
 id=$(q "SELECT jobq.submit_http('$U/slow', queue => 'h', timeout_ms => 120000)")
