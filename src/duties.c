@@ -57,6 +57,7 @@ CleanupIntervalMs(void)
 static const DutyDef duties[] = {
 	{"jobq: cleanup (retention)", CleanupIntervalMs, JobqCleanupDuty},
 	{"jobq: metrics flush", JobqMetricsFlushIntervalMs, JobqMetricsFlushDuty},
+	{"jobq: alerts", JobqAlertIntervalMs, JobqAlertsDuty},
 	{NULL, NULL, NULL}			/* keeps the array non-empty */
 };
 

@@ -20,6 +20,7 @@ typedef enum JobqDuty
 {
 	JOBQ_DUTY_CLEANUP,			/* retention.c */
 	JOBQ_DUTY_METRICS,			/* metrics.c: the flush into jobq.metrics */
+	JOBQ_DUTY_ALERTS,			/* alerts.c: after the flush, so it reads fresh counts */
 	JOBQ_DUTY_COUNT
 } JobqDuty;
 
@@ -32,6 +33,10 @@ typedef bool (*JobqDutyRun) (void);
 
 /* retention.c */
 extern bool JobqCleanupDuty(void);
+
+/* alerts.c */
+extern int	JobqAlertIntervalMs(void);
+extern bool JobqAlertsDuty(void);
 
 /* Executor, between transactions: is any duty of this database due? */
 extern bool JobqDutiesDue(void);

@@ -139,10 +139,10 @@ DefineSettings(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobq.alert_interval",
-							"How often alert rules are to be evaluated.",
-							"Not used yet: this version has no alerts.",
+							"How often the executors evaluate the alert rules.",
+							"jobq.evaluate_alerts() every this often, in each database with jobq; 0 turns it off.",
 							&jobq_alert_interval_ms,
-							30000, 1000, 24 * 3600 * 1000,
+							30000, 0, 24 * 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

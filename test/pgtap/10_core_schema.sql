@@ -97,8 +97,9 @@ SELECT ok((SELECT relrowsecurity FROM pg_class WHERE oid = 'jobq.job_attempts'::
 SELECT set_eq($$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) x(oid)
                   JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'jobq'$$,
               ARRAY['queues', 'jobs_active', 'jobs_final', 'dead_letter', 'error_rules',
-                    'retry_policies', 'jobs_id_seq', 'dead_letter_id_seq', 'error_rules_id_seq'],
-              'pg_dump keeps queues, jobs, dead letters, user rules and policies, and the sequences');
+                    'retry_policies', 'jobs_id_seq', 'dead_letter_id_seq', 'error_rules_id_seq',
+                    'alert_config', 'alert_config_id_seq'],
+              'pg_dump keeps queues, jobs, dead letters, user rules, policies and alert rules, and the sequences');
 SELECT results_eq($$SELECT error_class, retry FROM jobq.retry_policies WHERE queue = '*' ORDER BY error_class$$,
     $$VALUES ('api_error', false), ('breaker_open', false), ('cancelled', false), ('permanent', false), ('rate_limited', true),
              ('timeout', true), ('transient', true), ('unknown', true), ('validation', false),
