@@ -50,6 +50,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(jobq_create_batch);
 PG_FUNCTION_INFO_V1(jobq_close_batch);
@@ -191,37 +192,47 @@ ForgetNotes(int from_level)
 	last_note = 0;
 }
 
-static Datum
-Int8Array(int64 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * n);
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
+/*
+ * The statement that adds one transaction's final jobs of one batch to its
+ * counts, under the row's lock; it marks the batch final when it is closed
+ * and every job of it is final now, and returns whether that happened here
+ * with a callback to submit.  Counts only grow and each job is counted once,
+ * so the update that brings the final count to the total of a closed batch
+ * happens once; jobq._batch_close covers a batch closed after that.  Plain
+ * SQL: no PL/pgSQL runs this late in a transaction.
+ */
+#define BATCH_FINALS_SQL \
+	"UPDATE jobq.job_batches x" \
+	"   SET completed = x.completed OPERATOR(pg_catalog.+) $2," \
+	"       failed = x.failed OPERATOR(pg_catalog.+) $3," \
+	"       cancelled = x.cancelled OPERATOR(pg_catalog.+) $4," \
+	"       finished_at = CASE WHEN x.finished_at IS NULL AND x.closed_at IS NOT NULL" \
+	"            AND x.completed OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.+) x.failed" \
+	"                OPERATOR(pg_catalog.+) $3 OPERATOR(pg_catalog.+) x.cancelled" \
+	"                OPERATOR(pg_catalog.+) $4 OPERATOR(pg_catalog.>=) x.total" \
+	"            THEN pg_catalog.clock_timestamp() ELSE x.finished_at END" \
+	" WHERE x.id OPERATOR(pg_catalog.=) $1" \
+	" RETURNING x.closed_at IS NOT NULL" \
+	"   AND x.completed OPERATOR(pg_catalog.+) x.failed OPERATOR(pg_catalog.+) x.cancelled" \
+	"       OPERATOR(pg_catalog.=) x.total" \
+	"   AND x.on_complete_queue IS NOT NULL"
 
 /*
  * Just before the commit: add the transaction's final jobs to their
- * batches' counts, and submit the callbacks that became due.
+ * batches' counts, one UPDATE per batch in id order, and submit the
+ * callbacks that became due.
  */
 static void
 FlushNotes(void)
 {
 	Oid			nsp;
 	int			n;
-	int64	   *ids,
-			   *c,
-			   *f,
-			   *x;
-	Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	BatchFinals *mine;
+	Oid			argtypes[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
 	Datum		values[4];
 	JobqRoleSwitch sw;
-	int64	   *due;
-	uint64		ndue,
-				i;
+	int			i;
+	MemoryContext oldcxt;
 
 	/* merged into one entry per batch; the notes are ours from here */
 	MergeNotes(1);
@@ -234,46 +245,41 @@ FlushNotes(void)
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("job_batches", nsp)))
 		return;
 
-	qsort(notes, n, sizeof(BatchFinals), CompareBatchIds);
-	ids = palloc(sizeof(int64) * n);
-	c = palloc(sizeof(int64) * n);
-	f = palloc(sizeof(int64) * n);
-	x = palloc(sizeof(int64) * n);
-	for (i = 0; i < (uint64) n; i++)
-	{
-		ids[i] = notes[i].batch_id;
-		c[i] = notes[i].completed;
-		f[i] = notes[i].failed;
-		x[i] = notes[i].cancelled;
-	}
-
+	/*
+	 * Past the statements of the transaction: the memory context current
+	 * now may be one its last statement left behind (an executor's), and
+	 * SPI needs a snapshot of its own.
+	 */
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	mine = palloc(sizeof(BatchFinals) * n);
+	memcpy(mine, notes, sizeof(BatchFinals) * n);
+	qsort(mine, n, sizeof(BatchFinals), CompareBatchIds);
+	PushActiveSnapshot(GetTransactionSnapshot());
 	BecomeOwner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
-	JobqKeptPlan(&plan_finals, "SELECT jobq._batch_finals($1, $2, $3, $4)", 4, argtypes);
-	values[0] = Int8Array(ids, n);
-	values[1] = Int8Array(c, n);
-	values[2] = Int8Array(f, n);
-	values[3] = Int8Array(x, n);
-	JobqExecPlan(plan_finals, values, NULL, SPI_OK_SELECT, 0);
-	ndue = SPI_processed;
-	due = palloc(sizeof(int64) * Max(ndue, 1));
-	for (i = 0; i < ndue; i++)
+	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
+		bool		due;
 
-		due[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 1, &isnull));
+		JobqKeptPlan(&plan_finals, BATCH_FINALS_SQL, 4, argtypes);
+		values[0] = Int64GetDatum(mine[i].batch_id);
+		values[1] = Int64GetDatum(mine[i].completed);
+		values[2] = Int64GetDatum(mine[i].failed);
+		values[3] = Int64GetDatum(mine[i].cancelled);
+		JobqExecPlan(plan_finals, values, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		due = SPI_processed == 1 &&
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+		if (due)
+			BatchSubmitCallback(mine[i].batch_id);
 	}
-	for (i = 0; i < ndue; i++)
-		BatchSubmitCallback(due[i]);
 	SPI_finish();
 	RestoreCaller(&sw);
-	pfree(ids);
-	pfree(c);
-	pfree(f);
-	pfree(x);
-	pfree(due);
+	PopActiveSnapshot();
+	pfree(mine);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 static void
@@ -326,6 +332,23 @@ BatchesRegisterCallbacks(void)
 	RegisterSubXactCallback(BatchesSubXactCallback, NULL);
 }
 
+/*
+ * The callback of a batch: its owner, queue and payload (the summary, with
+ * the submitter's on_complete_payload under "payload"; the success rate as
+ * jobq.batches has it).
+ */
+#define BATCH_CALLBACK_SQL \
+	"SELECT b.owner, b.on_complete_queue," \
+	"       pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
+	"           'batch_id', b.id, 'total', b.total, 'completed', b.completed," \
+	"           'failed', b.failed, 'cancelled', b.cancelled," \
+	"           'success_rate', pg_catalog.round(b.completed::pg_catalog.numeric" \
+	"               OPERATOR(pg_catalog./) NULLIF(b.completed OPERATOR(pg_catalog.+)" \
+	"                   b.failed OPERATOR(pg_catalog.+) b.cancelled, 0), 4)))" \
+	"       OPERATOR(pg_catalog.||) CASE WHEN b.on_complete_payload IS NULL THEN '{}'::pg_catalog.jsonb" \
+	"            ELSE pg_catalog.jsonb_build_object('payload', b.on_complete_payload) END" \
+	"  FROM jobq.job_batches b WHERE b.id OPERATOR(pg_catalog.=) $1"
+
 void
 BatchSubmitCallback(int64 batch_id)
 {
@@ -341,9 +364,7 @@ BatchSubmitCallback(int64 batch_id)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 
-	JobqKeptPlan(&plan_callback,
-				 "SELECT c.owner, c.queue, c.payload FROM jobq._batch_callback($1) c",
-				 1, argtypes);
+	JobqKeptPlan(&plan_callback, BATCH_CALLBACK_SQL, 1, argtypes);
 	values[0] = Int64GetDatum(batch_id);
 	JobqExecPlan(plan_callback, values, NULL, SPI_OK_SELECT, 1);
 	if (SPI_processed != 1)
@@ -394,13 +415,14 @@ BatchSubmitCallback(int64 batch_id)
 	PG_END_TRY();
 
 	JobqKeptPlan(&plan_callback_done,
-				 "SELECT jobq._batch_callback_done($1, $2, $3)", 3, argtypes);
+				 "UPDATE jobq.job_batches SET callback_job_id = $2, callback_error = $3"
+				 " WHERE id OPERATOR(pg_catalog.=) $1", 3, argtypes);
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int64GetDatum(job_id);
 	nulls[1] = error == NULL ? ' ' : 'n';
 	values[2] = error != NULL ? CStringGetTextDatum(error) : (Datum) 0;
 	nulls[2] = error != NULL ? ' ' : 'n';
-	JobqExecPlan(plan_callback_done, values, nulls, SPI_OK_SELECT, 1);
+	JobqExecPlan(plan_callback_done, values, nulls, SPI_OK_UPDATE, 0);
 }
 
 void
