@@ -12,7 +12,7 @@
  * subtransaction level (a job's subtransaction may roll back while its
  * transaction commits); just before the commit (XACT_EVENT_PRE_COMMIT) the
  * notes of the transaction are added with one UPDATE per batch, in batch
- * id order (jobq._batch_finals), so that transactions finishing jobs of
+ * id order (BATCH_FINALS_SQL), so that transactions finishing jobs of
  * the same batches lock them in one order and cannot deadlock.  Adding
  * jobs (jobq._batch_add) and closing (jobq._batch_close) update the same
  * row.  Whichever of these updates finds the batch closed with every job
@@ -44,7 +44,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -198,8 +197,10 @@ ForgetNotes(int from_level)
  * and every job of it is final now, and returns whether that happened here
  * with a callback to submit.  Counts only grow and each job is counted once,
  * so the update that brings the final count to the total of a closed batch
- * happens once; jobq._batch_close covers a batch closed after that.  Plain
- * SQL: no PL/pgSQL runs this late in a transaction.
+ * happens once; jobq._batch_close covers a batch closed after that.
+ * Only plain statements run this late in a transaction: a PL/pgSQL function
+ * run here, after an executor's last statement, corrupted the executor's
+ * memory (the cause is not found), so the statements are written here.
  */
 #define BATCH_FINALS_SQL \
 	"UPDATE jobq.job_batches x" \
