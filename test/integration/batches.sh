@@ -157,6 +157,19 @@ q "SELECT jobq.complete(c.id, c.attempt) FROM jobq.claim('ext2', 10) c" >/dev/nu
 assert_eq "$(q "SELECT (finished_at IS NOT NULL) || ' ' || (callback_job_id IS NULL) || ' ' || (callback_error LIKE '%gone%') FROM jobq.batches WHERE id = $d")" \
     "true true true" "the callback's queue was dropped: the batch is final, the error recorded, the completion committed"
 
+# --- the demo's batch (test/demo.d/70_beyond.sh): wait for each job, then
+# the batch's row and its callback job
+q "SELECT jobq.create_queue('campaign_reports', kind => 'external')" >/dev/null
+ids=$(as alice "SELECT string_agg(id::text, ',') FROM jobq.submit_batch('work', '[{\"to\": \"ann@example.com\"}, {\"to\": \"bo@example.com\"}, {\"to\": \"cy@example.com\"}]', on_complete_queue => 'campaign_reports', on_complete_payload => '{\"campaign\": \"december\"}') s(id)")
+assert_eq "$(as alice "SELECT string_agg(jobq.wait(i, '60 seconds'), ',') FROM unnest(ARRAY[$ids]) i")" "completed,completed,completed" \
+    "jobq.wait returns each job of the batch completed"
+batch=$(q "SELECT DISTINCT batch_id FROM jobq.jobs WHERE id IN ($ids)")
+assert_eq "$(as alice "SELECT concat_ws(' ', total, pending, running, completed, failed, cancelled, success_rate, (finished_at IS NOT NULL)::text, callback_job_id IS NOT NULL) FROM jobq.batches WHERE id = $batch")" \
+    "3 0 0 3 0 0 1.0000 true true" "the batch is final once its jobs are waited for"
+assert_eq "$(q "SELECT queue || ' ' || owner || ' ' || state || ' ' || payload::text FROM jobq.jobs WHERE id = (SELECT callback_job_id FROM jobq.batches WHERE id = $batch)")" \
+    "campaign_reports alice pending {\"total\": 3, \"failed\": 0, \"payload\": {\"campaign\": \"december\"}, \"batch_id\": $batch, \"cancelled\": 0, \"completed\": 3, \"success_rate\": 1.0000}" \
+    "its callback job waits in campaign_reports with the summary"
+
 # --- exactly once under concurrency: four executors and three external
 # workers finish the jobs of five batches at the same time, twice over
 rounds=2; nb=5
