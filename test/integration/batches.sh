@@ -164,7 +164,7 @@ ids=$(as alice "SELECT string_agg(id::text, ',') FROM jobq.submit_batch('work', 
 assert_eq "$(as alice "SELECT string_agg(jobq.wait(i, '60 seconds'), ',') FROM unnest(ARRAY[$ids]) i")" "completed,completed,completed" \
     "jobq.wait returns each job of the batch completed"
 batch=$(q "SELECT DISTINCT batch_id FROM jobq.jobs WHERE id IN ($ids)")
-assert_eq "$(as alice "SELECT concat_ws(' ', total, pending, running, completed, failed, cancelled, success_rate, (finished_at IS NOT NULL)::text, callback_job_id IS NOT NULL) FROM jobq.batches WHERE id = $batch")" \
+assert_eq "$(as alice "SELECT concat_ws(' ', total, pending, running, completed, failed, cancelled, success_rate, (finished_at IS NOT NULL)::text, (callback_job_id IS NOT NULL)::text) FROM jobq.batches WHERE id = $batch")" \
     "3 0 0 3 0 0 1.0000 true true" "the batch is final once its jobs are waited for"
 assert_eq "$(q "SELECT queue || ' ' || owner || ' ' || state || ' ' || payload::text FROM jobq.jobs WHERE id = (SELECT callback_job_id FROM jobq.batches WHERE id = $batch)")" \
     "campaign_reports alice pending {\"total\": 3, \"failed\": 0, \"payload\": {\"campaign\": \"december\"}, \"batch_id\": $batch, \"cancelled\": 0, \"completed\": 3, \"success_rate\": 1.0000}" \
