@@ -13,11 +13,13 @@
  * transaction commits); just before the commit (XACT_EVENT_PRE_COMMIT) the
  * notes of the transaction are added with one UPDATE per batch, in batch
  * id order (BATCH_FINALS_SQL), so that transactions finishing jobs of
- * the same batches lock them in one order and cannot deadlock.  Adding
- * jobs (jobq._batch_add) and closing (jobq._batch_close) update the same
- * row.  Whichever of these updates finds the batch closed with every job
- * final, and finished_at still NULL, sets finished_at: that transaction,
- * and only it, submits the callback, before it commits.  Were the callback
+ * the same batches lock them in one order and cannot deadlock.  Closing
+ * (jobq._batch_close) fixes the batch's total under the same row's lock,
+ * after the transactions adding jobs to it (jobq._batch_add, a lock that
+ * does not block the finishers) have ended.  Whichever of these updates
+ * finds the batch closed with every job final, and finished_at still NULL,
+ * sets finished_at: that transaction, and only it, submits the callback,
+ * before it commits.  Were the callback
  * decided by counting the batch's live jobs at each final event instead,
  * two transactions finishing its last two jobs would each see the other's
  * job still running and neither would submit it.
@@ -427,15 +429,15 @@ BatchSubmitCallback(int64 batch_id)
 }
 
 void
-BatchAddJobs(int64 batch_id, Oid caller, int64 n)
+BatchAddJobs(int64 batch_id, Oid caller)
 {
-	Oid			argtypes[3] = {INT8OID, REGROLEOID, INT8OID};
-	Datum		values[3];
+	Oid			argtypes[2] = {INT8OID, REGROLEOID};
+	Datum		values[2];
 
-	JobqKeptPlan(&plan_add, "SELECT jobq._batch_add($1, $2, $3)", 3, argtypes);
+	/* the batch's row counts no jobs while it is open: close_batch does */
+	JobqKeptPlan(&plan_add, "SELECT jobq._batch_add($1, $2)", 2, argtypes);
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = ObjectIdGetDatum(caller);
-	values[2] = Int64GetDatum(n);
 	JobqExecPlan(plan_add, values, NULL, SPI_OK_SELECT, 1);
 }
 
@@ -497,21 +499,28 @@ Datum
 jobq_close_batch(PG_FUNCTION_ARGS)
 {
 	JobqRoleSwitch sw;
-	Oid			argtypes[2] = {INT8OID, REGROLEOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {INT8OID, REGROLEOID, INT8OID};
+	Datum		values[3];
 	bool		isnull;
 	bool		closed;
 	bool		due;
 	int64		id = PG_GETARG_INT64(0);
+	int64		uncounted = 0;
+	int			i;
 
 	PreventCommandIfReadOnly("jobq.close_batch()");
 	BecomeOwner(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
-	JobqKeptPlan(&plan_close, "SELECT c.closed, c.due FROM jobq._batch_close($1, $2) c",
-				 2, argtypes);
+	/* its jobs this transaction made final: counted only at the commit */
+	for (i = 0; i < nnotes; i++)
+		if (notes[i].batch_id == id)
+			uncounted += notes[i].completed + notes[i].failed + notes[i].cancelled;
+	JobqKeptPlan(&plan_close, "SELECT c.closed, c.due FROM jobq._batch_close($1, $2, $3) c",
+				 3, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = ObjectIdGetDatum(sw.caller);
+	values[2] = Int64GetDatum(uncounted);
 	JobqExecPlan(plan_close, values, NULL, SPI_OK_SELECT, 1);
 	closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										1, &isnull));

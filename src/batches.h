@@ -23,10 +23,11 @@ extern void BatchesRegisterCallbacks(void);
 
 /*
  * For submit and submit_batch, inside SPI as the extension owner, before
- * the jobs are inserted: n jobs of caller join its open batch batch_id
- * (errors for an unknown, another role's or a closed batch).
+ * the jobs are inserted: jobs of caller may join its open batch batch_id
+ * (errors for an unknown, another role's or a closed batch); the batch
+ * stays open until the caller's transaction ends.
  */
-extern void BatchAddJobs(int64 batch_id, Oid caller, int64 n);
+extern void BatchAddJobs(int64 batch_id, Oid caller);
 
 /*
  * For submit_batch without batch_id: a new closed batch of n jobs of

@@ -418,7 +418,7 @@ SubmitOne(const char *queue, Datum payload,
 
 	LookupQueueForSubmit(queue, sw.caller, &info);
 	if (opt->batch_id != 0)
-		BatchAddJobs(opt->batch_id, sw.caller, 1);
+		BatchAddJobs(opt->batch_id, sw.caller);
 	if (http_payload && strcmp(info.kind, "http") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -718,7 +718,7 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	opt.handler = info.handler_text;
 	if (batch_arg != 0)
 	{
-		BatchAddJobs(batch_arg, sw.caller, njobs);
+		BatchAddJobs(batch_arg, sw.caller);
 		opt.batch_id = batch_arg;
 	}
 	else if (PG_NARGS() > 9)

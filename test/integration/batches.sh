@@ -129,6 +129,29 @@ as alice "SELECT count(*) FROM jobq.submit_batch('work', '[]', on_complete_queue
 assert_eq "$(q "SELECT count(*) FROM jobq.batches WHERE total = 0 AND finished_at IS NOT NULL AND callback_job_id IS NOT NULL")" 1 \
     "an empty submit_batch is a batch final at once, its callback submitted"
 
+# a transaction adding a job to an open batch does not hold up the commits
+# of the batch's finished jobs; close_batch waits for it and counts its job
+g4=$(as alice "SELECT jobq.create_batch('cbq')")
+( PGAPPNAME=adder psql -X -q -U alice -d postgres -c "BEGIN; SELECT jobq.submit('work', '{\"late\": 1}', batch_id => $g4); SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 ) &
+adder=$!
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'adder' AND query LIKE '%pg_sleep%' AND state = 'active'" 1 60 \
+    || it_fail "the adder is not in its transaction"
+as alice "SELECT jobq.submit('work', '{}', batch_id => $g4)" >/dev/null
+wait_for "SELECT completed FROM jobq.batches WHERE id = $g4" 1 60 || it_fail "an open transaction adding to the batch held up its finished job"
+it_ok "a job of the batch completes while another transaction adds to it"
+assert_eq "$(as alice "SELECT jobq.close_batch($g4)")" t "close_batch (after the adder's commit)"
+wait $adder
+assert_eq "$(q "SELECT total FROM jobq.batches WHERE id = $g4")" 2 "close_batch counted the job the adder committed meanwhile"
+wait_for "SELECT count(*) FROM public.callbacks WHERE batch_id = $g4" 1 60 || it_fail "no callback for the batch closed after its adder"
+assert_eq "$(q "SELECT payload->>'total' || ' ' || (payload->>'completed') FROM public.callbacks WHERE batch_id = $g4")" "2 2" \
+    "its callback counts both jobs"
+# a job cancelled in the transaction that closes its batch: counted at commit
+g5=$(as alice "SELECT jobq.create_batch('cbq')")
+as alice "BEGIN; SELECT jobq.cancel(jobq.submit('ext2', '{}', batch_id => $g5)); SELECT jobq.close_batch($g5); COMMIT;" >/dev/null
+assert_eq "$(counts "$g5" | cut -d' ' -f1-8)" "1 0 0 0 0 1 0.0000 true" \
+    "a batch closed in the transaction that cancelled its only job is final at its commit"
+wait_for "SELECT count(*) FROM public.callbacks WHERE batch_id = $g5" 1 60 || it_fail "no callback for the cancelled batch"
+
 # --- privileges and errors
 assert_eq "$(sqlstate bob "PERFORM jobq.submit('work', '{}', batch_id => $g2)")" 42704 "another role's batch: 42704, as an unknown one"
 assert_eq "$(sqlstate alice "PERFORM jobq.submit('work', '{}', batch_id => 999999)")" 42704 "an unknown batch: 42704"
