@@ -19,10 +19,13 @@
  * does not block the finishers) have ended.  Whichever of these updates
  * finds the batch closed with every job final, and finished_at still NULL,
  * sets finished_at: that transaction, and only it, submits the callback,
- * before it commits.  Were the callback
- * decided by counting the batch's live jobs at each final event instead,
- * two transactions finishing its last two jobs would each see the other's
- * job still running and neither would submit it.
+ * before it commits.  Were the callback decided by counting the batch's
+ * live jobs at each final event instead, two transactions finishing its
+ * last two jobs would each see the other's job still running and neither
+ * would submit it.
+ *
+ * The notes are backend-local (no shared memory): they matter only to the
+ * transaction that made them.
  *
  * Jobs outside batches cost nothing here: their events carry batch_id 0
  * and are not noted, and with no notes the commit callback returns at once.
