@@ -17,12 +17,17 @@ q "CREATE EXTENSION jobq"
 q "
 CREATE TABLE public.callbacks (job_id bigint, batch_id bigint, payload jsonb, run_as text);
 GRANT INSERT ON public.callbacks TO PUBLIC;
+CREATE TABLE public.gate (open boolean);
+INSERT INTO public.gate VALUES (false);
+GRANT SELECT ON public.gate TO PUBLIC;
 -- p: {do}: fail (give_up), retry (always: exhausts its attempts), else completes
 CREATE FUNCTION public.work(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 BEGIN
   CASE p->>'do'
     WHEN 'fail' THEN PERFORM jobq.give_up('no');
     WHEN 'retry' THEN PERFORM jobq.retry_later('again', '10 ms');
+    WHEN 'gate' THEN
+      WHILE NOT (SELECT open FROM public.gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
     ELSE NULL;
   END CASE;
   RETURN p;
@@ -104,6 +109,19 @@ assert_eq "$(q "SELECT payload::text || ' ' || run_as FROM public.callbacks WHER
     "the callback ran once, as the batch's owner, with the summary and the submitter's payload"
 assert_eq "$(q "SELECT j.owner || ' ' || j.queue || ' ' || (j.batch_id IS NULL) FROM jobq.batches b JOIN jobq.jobs j ON j.id = b.callback_job_id WHERE b.id = $b")" \
     "alice cbq true" "jobq.batches names the callback job (alice's, in no batch)"
+
+# --- the executor that completes a batch's last job submits the callback
+# at its commit, and goes on running jobs (a failing one among them)
+ids=$(as alice "SELECT string_agg(id::text, ',') FROM jobq.submit_batch('work', '[{\"do\": \"gate\"}]', on_complete_queue => 'cbq') s(id)")
+gb=$(q "SELECT batch_id FROM jobq.jobs WHERE id = $ids")
+wait_for "SELECT state FROM jobq.jobs WHERE id = $ids" running 60 || it_fail "the gated job is not running"
+q "UPDATE public.gate SET open = true" >/dev/null
+wait_for "SELECT count(*) FROM public.callbacks WHERE batch_id = $gb" 1 60 || it_fail "the executor did not submit the callback"
+f1=$(as alice "SELECT jobq.submit('work', '{\"do\": \"fail\"}')")
+f2=$(as alice "SELECT jobq.submit('work', '{}')")
+wait_for "SELECT string_agg(state, ',' ORDER BY id) FROM jobq.jobs WHERE id IN ($f1, $f2)" "failed,completed" 60 \
+    || it_fail "the executors did not go on after submitting a callback"
+it_ok "an executor's commit submits the callback of the batch it completed, and the executors go on"
 
 # --- grouping single submits: create_batch, submit(batch_id), close_batch
 g=$(as alice "SELECT jobq.create_batch(on_complete_queue => 'cbq')")
@@ -231,3 +249,7 @@ for r in $(seq 1 $rounds); do
         "round $r: each batch names its own callback job"
 done
 assert_eq "$(q "SELECT count(*) FROM jobq.batches WHERE callback_error IS NOT NULL AND on_complete_queue <> 'gone'")" 0 "no callback error but the dropped queue's"
+if grep -q "terminated by signal" "$IT_DIR/server.log"; then
+    it_fail "a server process crashed: $(grep "terminated by signal" "$IT_DIR/server.log" | head -3)"
+fi
+it_ok "no server process crashed"
