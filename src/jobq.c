@@ -237,7 +237,11 @@ _PG_init(void)
 	JobqShmemInstallHooks();
 	JobqRegisterXactCallback();
 	JobEventsRegisterCallbacks();
-	/* after it, so called before it: a callback's submit is counted */
+	/*
+	 * After it, so called before it: the events of the batches' pre-commit
+	 * work (a callback's submit) are noted before job_events.c writes its
+	 * lines.
+	 */
 	BatchesRegisterCallbacks();
 	/* registered last, so called first: its wake-ups reach the commit above */
 	BreakerRegisterCallbacks();
