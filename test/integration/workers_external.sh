@@ -4,7 +4,7 @@
 # against a live cluster, directly and through pgbouncer (Debian) in
 # transaction pooling mode: every job ends completed with the worker's
 # result, or failed (dead letter) with class permanent; heartbeats were
-# sent; both jobq.finish_and_claim and the last job's complete/fail ran.
+# sent with progress, which the jobs kept; both jobq.finish_and_claim and the last job's complete/fail ran.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -91,6 +91,8 @@ run_case() {
     assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE queue = '$name' AND state = 'completed' AND last_heartbeat > started_at")" 16 \
         "$name: every completed job sent heartbeats"
     assert_eq "$(q "SELECT count(DISTINCT worker) FROM jobq.jobs WHERE queue = '$name'")" 3 "$name: the three workers took jobs"
+    assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE queue = '$name' AND state = 'completed' AND progress = 0.5 AND progress_note = 'halfway'")" 16 \
+        "$name: every completed job kept the progress its worker reported with heartbeat"
 }
 
 run_case py_direct "$PY" "$W/worker.py" "$DIRECT"
