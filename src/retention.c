@@ -32,19 +32,23 @@
 #define CLEANUP_BUDGET_MS 2000
 
 static SPIPlanPtr plan_cleanup = NULL;
-static SPIPlanPtr plan_cleanup_metrics = NULL;
+static SPIPlanPtr plan_cleanup_other = NULL;
 
-/* Old rows of jobq.metrics, in their own transaction. */
+/*
+ * The other rows that retention bounds (old metrics, finished batches, old
+ * alert history), in their own transaction.
+ */
 static void
-CleanupMetrics(void)
+CleanupOtherRows(void)
 {
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	JobqKeptPlan(&plan_cleanup_metrics, "SELECT jobq._cleanup_metrics()", 0, NULL);
-	if (SPI_execute_plan(plan_cleanup_metrics, NULL, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "jobq: metrics cleanup failed");
+	JobqKeptPlan(&plan_cleanup_other, "SELECT jobq._cleanup_metrics(), jobq._cleanup_batches(NULL),"
+				 " jobq._cleanup_alert_history()", 0, NULL);
+	if (SPI_execute_plan(plan_cleanup_other, NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "jobq: cleanup of metrics, batches and alert history failed");
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -81,7 +85,7 @@ JobqCleanupDuty(void)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
-	CleanupMetrics();
+	CleanupOtherRows();
 	for (;;)
 	{
 		if (CleanupBatch() < CLEANUP_BATCH)

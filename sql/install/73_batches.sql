@@ -272,3 +272,32 @@ GRANT EXECUTE ON FUNCTION jobq.create_batch(text, jsonb), jobq.close_batch(bigin
     jobq._batch_success_rate(bigint, bigint, bigint) TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('jobq.job_batches', '');
 SELECT pg_catalog.pg_extension_config_dump('jobq.job_batches_id_seq', '');
+
+-- Finished batches go with retention: once every queue's retention (or
+-- older_than) has passed since the batch finished, its completed and
+-- cancelled jobs are gone, and so goes its row.  Bounded per call; the
+-- cleanup runs again at its next interval.
+CREATE INDEX job_batches_finished_idx ON jobq.job_batches (finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE FUNCTION jobq._cleanup_batches(older_than interval DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    keep    interval := coalesce(older_than, (SELECT max(q.retention) FROM jobq.queues q));
+    n       bigint;
+BEGIN
+    IF keep IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM jobq.job_batches b
+     WHERE b.id IN (SELECT o.id FROM jobq.job_batches o
+                     WHERE o.finished_at < now() - keep
+                     LIMIT 10000);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION jobq._cleanup_batches(interval) IS
+    'Internal: removes up to 10,000 rows of jobq.job_batches that finished longer ago than older_than, or than the longest retention of any queue; returns how many';
+REVOKE ALL ON FUNCTION jobq._cleanup_batches(interval) FROM PUBLIC;
