@@ -3,7 +3,7 @@
 # (1.4: minute resolution, so one run takes up to a minute): a schedule
 # submits as the role that made it, and the job runs as that role; a role
 # sees and removes only its own; clear errors without pg_cron in the
-# database.
+# database, and without pg_cron in shared_preload_libraries.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -62,3 +62,13 @@ assert_eq "$(as alice "SELECT jobq.unschedule('tick-every-minute')")" t "removed
 assert_eq "$(q "SELECT count(*) FROM cron.job")" 0 "its pg_cron job is gone"
 assert_eq "$(q "SELECT count(*) FROM jobq.schedules")" 0 "and the schedule"
 it_ok "unschedule removes the schedule and its pg_cron job"
+
+# pg_cron installed in the database but not preloaded (after a restart
+# without it): 55000, and the hint says what to do
+echo "shared_preload_libraries = 'jobq'" >> "$IT_DIR/data/jobq_test.conf"
+cluster_stop "$IT_DIR"
+cluster_start "$IT_DIR"
+err=$(q "SELECT jobq.schedule('s9', '* * * * *', 'tick')" 2>&1) && it_fail "scheduled without pg_cron loaded"
+echo "$err" | grep -q "jobq schedules need pg_cron, which is not loaded" || it_fail "unexpected: $err"
+echo "$err" | grep -q "HINT:  Add pg_cron to shared_preload_libraries" || it_fail "no hint: $err"
+it_ok "pg_cron not in shared_preload_libraries: 55000 with a hint"
