@@ -21,7 +21,6 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "breaker.h"
-#include "batches.h"
 #include "upkeep.h"
 
 PG_MODULE_MAGIC;
@@ -237,12 +236,6 @@ _PG_init(void)
 	JobqShmemInstallHooks();
 	JobqRegisterXactCallback();
 	JobEventsRegisterCallbacks();
-	/*
-	 * After it, so called before it: the events of the batches' pre-commit
-	 * work (a callback's submit) are noted before job_events.c writes its
-	 * lines.
-	 */
-	BatchesRegisterCallbacks();
 	/* registered last, so called first: its wake-ups reach the commit above */
 	BreakerRegisterCallbacks();
 	JobqInstallUtilityHook();
