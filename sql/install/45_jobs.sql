@@ -621,7 +621,10 @@ CREATE FUNCTION jobq._release(id bigint, attempt integer,
 AS $fn$
 DECLARE
     j       jobq.jobs_active;
-    reason  text := format('held: the circuit breaker "%s" is open', held_by);
+    -- a plain release (shutdown, an ended executor's batch mates) has no
+    -- reason of its own: the job keeps its last error
+    reason  text := CASE WHEN held_by IS NOT NULL
+                         THEN format('held: the circuit breaker "%s" is open', held_by) END;
 BEGIN
     SELECT * INTO j FROM jobq.jobs_active a
      WHERE a.id = _release.id AND a.attempt = _release.attempt

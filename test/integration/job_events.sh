@@ -139,6 +139,8 @@ for db in fast slow; do
     # whose held jobs are released too: only the sleeper's attempts count)
     [ "$(q "SELECT count(*) FROM jobq.job_attempts WHERE outcome = 'released' AND job_id = ${sleeper[$db]}" "$db")" = 1 ] ||
         it_fail "$db: the sleeper ${sleeper[$db]} was not released once; released attempts: $(q "SELECT string_agg(concat_ws(':', job_id, attempt, error_class, error), ' | ') FROM jobq.job_attempts WHERE outcome = 'released'" "$db")"
+    assert_eq "$(q "SELECT concat_ws(':', error_class, error) FROM jobq.job_attempts WHERE outcome = 'released' AND job_id = ${sleeper[$db]}")|$(q "SELECT coalesce(last_error, '') FROM jobq.jobs WHERE id = ${sleeper[$db]}")" "|" \
+        "$db: a release at shutdown names no circuit breaker (no class, no error, the job's last error unchanged)"
     it_ok "$db: the running job was released"
     # counts restart with the server: compare what happened since
     q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE state = 'pending' OR state = 'running'" "$db" >/dev/null
