@@ -221,6 +221,16 @@ dump slow > "$IT_DIR/slow.txt"
 rows=$(grep -vc '^==' "$IT_DIR/fast.txt")
 [ "$rows" -gt 300 ] || it_fail "too few rows compared ($rows)"
 if ! diff -u "$IT_DIR/fast.txt" "$IT_DIR/slow.txt" >&2; then
+    # what ended or stopped an executor (its batch mates are released): the
+    # workload means to do so only at the restart and the crash
+    log "---- executors ended or stopped, from the server log ----"
+    grep -E 'did not stop|ended itself|terminating background worker|exited with exit code|recovered' \
+        "$IT_DIR/server.log" >&2 || true
+    for db in fast slow; do
+        log "---- $db: released attempts ----"
+        q "SELECT string_agg(concat_ws(':', job_id, attempt, started_at, finished_at), ' | ' ORDER BY finished_at)
+             FROM jobq.job_attempts WHERE outcome = 'released'" "$db" >&2 || true
+    done
     it_fail "the fast paths and the SQL statements left different rows (diff above: - fast, + slow)"
 fi
 it_ok "every row of every jobq table ($rows rows) is the same with the fast paths on and off"
