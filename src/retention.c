@@ -45,8 +45,7 @@ CleanupOtherRows(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	JobqKeptPlan(&plan_cleanup_other, "SELECT jobq._cleanup_metrics(), jobq._cleanup_alert_history()",
-				 0, NULL);
+	JobqKeptPlan(&plan_cleanup_other, "SELECT jobq._cleanup_metrics()", 0, NULL);
 	if (SPI_execute_plan(plan_cleanup_other, NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "jobq: cleanup of metrics and alert history failed");
 	SPI_finish();

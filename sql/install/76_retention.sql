@@ -77,11 +77,13 @@ BEGIN
     END IF;
     DELETE FROM jobq.metrics m WHERE m.bucket < now() - keep;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- alerts fired as long ago are kept as long (78_alerts.sql)
+    DELETE FROM jobq.alert_history h WHERE h.fired_at < now() - keep;
     RETURN n;
 END
 $fn$;
 COMMENT ON FUNCTION jobq._cleanup_metrics() IS
-    'Internal: removes rows of jobq.metrics older than jobq.metrics_retention; returns how many';
+    'Internal: removes rows of jobq.metrics (and of jobq.alert_history) older than jobq.metrics_retention; returns how many metrics rows';
 REVOKE ALL ON FUNCTION jobq._cleanup_metrics() FROM PUBLIC;
 
 CREATE FUNCTION jobq.cleanup(older_than interval DEFAULT NULL, max_jobs bigint DEFAULT NULL)
@@ -114,7 +116,6 @@ BEGIN
         EXIT WHEN got < batch;
     END LOOP;
     PERFORM jobq._cleanup_metrics();
-    PERFORM jobq._cleanup_alert_history();
     RETURN total;
 END
 $fn$;

@@ -366,26 +366,8 @@ $fn$;
 COMMENT ON FUNCTION jobq.evaluate_alerts() IS
     'jobq: evaluates every alert rule now: returns the jobq.alert_history rows it wrote (alerts fired, alerts resolved), after delivering them; also writes back the outcome of webhook deliveries that ended';
 
--- History older than jobq.metrics_retention goes with the cleanup (-1: kept).
-CREATE FUNCTION jobq._cleanup_alert_history() RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    keep    interval := pg_catalog.current_setting('jobq.metrics_retention')::interval;
-    n       bigint;
-BEGIN
-    IF keep < interval '0' THEN
-        RETURN 0;
-    END IF;
-    DELETE FROM jobq.alert_history h WHERE h.fired_at < now() - keep;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$fn$;
-COMMENT ON FUNCTION jobq._cleanup_alert_history() IS
-    'Internal: removes rows of jobq.alert_history older than jobq.metrics_retention; returns how many';
-REVOKE ALL ON FUNCTION jobq._cleanup_alert_history() FROM PUBLIC;
+-- History older than jobq.metrics_retention goes with the cleanup
+-- (jobq._cleanup_metrics, 76_retention.sql).
 
 REVOKE ALL ON jobq.alert_config, jobq.alert_state, jobq.alert_history FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON jobq.alert_config TO jobq_admin;
