@@ -48,6 +48,7 @@
 static SPIPlanPtr plan_claim = NULL;
 static SPIPlanPtr plan_claim_sql = NULL;
 static SPIPlanPtr plan_lock_queue = NULL;
+static SPIPlanPtr plan_lock_queue_wait = NULL;
 
 /*
  * Take the claim lock of a limited queue (its row) without waiting.  False
@@ -61,7 +62,7 @@ static SPIPlanPtr plan_lock_queue = NULL;
  * again moments later (StoreClaimJobs reports it busy).
  */
 static bool
-LockLimitedQueue(JobqQueue *q)
+LockQueueNoWait(const char *queue)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -71,11 +72,29 @@ LockLimitedQueue(JobqQueue *q)
 				 "SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
 				 "   FOR NO KEY UPDATE SKIP LOCKED",
 				 1, argtypes);
-	values[0] = CStringGetTextDatum(q->name);
+	values[0] = CStringGetTextDatum(queue);
 	ret = SPI_execute_plan(plan_lock_queue, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "jobq: queue lock failed: %s", SPI_result_code_string(ret));
 	return SPI_processed == 1;
+}
+
+/* The same lock, waited for (external workers' claims, as jobq._claim does). */
+static void
+LockQueueWait(const char *queue)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int			ret;
+
+	JobqKeptPlan(&plan_lock_queue_wait,
+				 "SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
+				 "   FOR NO KEY UPDATE",
+				 1, argtypes);
+	values[0] = CStringGetTextDatum(queue);
+	ret = SPI_execute_plan(plan_lock_queue_wait, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "jobq: queue lock failed: %s", SPI_result_code_string(ret));
 }
 
 /* Claim order: priority DESC, run_at, id. */
@@ -196,6 +215,28 @@ ClaimAdmitted(const char *queue, bool limited, int max_jobs, Interval *lease,
 		{
 			/* limited since the caller looked: it looks again, as such */
 			queue_became_limited = true;
+			*busy = true;
+			return 0;
+		}
+	}
+
+	/*
+	 * The claim statement below, in READ COMMITTED, locks the newest version
+	 * of a row changed since its snapshot and only then rechecks it: a row
+	 * another claim made running meanwhile is skipped but stays locked until
+	 * this transaction ends, and that claim's executor, completing the job
+	 * meanwhile, would find its own row held (and give the job back).  The
+	 * direct claim skips such a row unlocked.  Claims of one queue are
+	 * therefore serialised on its row here, as jobq._claim does for limited
+	 * queues: each claim's snapshot is taken after the previous claim of the
+	 * queue committed, so no pending row it sees is claimed meanwhile.
+	 */
+	if (!limited)
+	{
+		if (token_null)
+			LockQueueWait(queue);
+		else if (!LockQueueNoWait(queue))
+		{
 			*busy = true;
 			return 0;
 		}
@@ -395,7 +436,7 @@ StoreClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	Assert(max_jobs <= JOBQ_MAX_BATCH);
-	if (q->limited && !LockLimitedQueue(q))
+	if (q->limited && !LockQueueNoWait(q->name))
 	{
 		*busy = true;
 		return 0;
