@@ -32,6 +32,7 @@
  */
 #include "jobq.h"
 #include "job_wait.h"
+#include "batches.h"
 #include "queue_gauges.h"
 
 #include <signal.h>
@@ -232,6 +233,7 @@ JobqProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	{
 		/* what it makes final or runnable is not known here: wake all */
 		JobWaitWakeAllAtCommit();
+		BatchesCheckAllAtCommit();
 		JobqWakeAtCommit();
 		JobqWakeHttpAtCommit();
 	}

@@ -27,6 +27,7 @@
  */
 #include "jobq.h"
 #include "duties.h"
+#include "batches.h"
 #include "metrics.h"
 
 #include "access/xact.h"
@@ -73,8 +74,10 @@ JobqDutiesDue(void)
 	TimestampTz now;
 	int			i;
 
-	if (db == NULL || JOBQ_DUTY_COUNT == 0)
+	if (db == NULL)
 		return false;
+	if (BatchChecksDueInMs() == 0)
+		return true;
 	now = GetCurrentTimestamp();
 	/* unlocked read: JobqRunDuties decides under the lock */
 	for (i = 0; i < JOBQ_DUTY_COUNT; i++)
@@ -112,8 +115,11 @@ JobqRunDuties(void)
 	int			i;
 
 	Assert(!IsTransactionState());
-	if (db == NULL || JOBQ_DUTY_COUNT == 0)
+	if (db == NULL)
 		return;
+	/* batches that may be final: their callbacks wait for this */
+	if (BatchChecksDueInMs() == 0)
+		BatchChecksRun();
 	duty_cxt = AllocSetContextCreate(TopMemoryContext, "jobq duty",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < JOBQ_DUTY_COUNT; i++)

@@ -21,6 +21,7 @@
 #include "job_store.h"
 #include "breaker.h"
 #include "duties.h"
+#include "batches.h"
 #include "upkeep.h"
 #include "run_sql.h"
 #include "settle.h"
@@ -770,6 +771,13 @@ IdleTimeoutMs(void)
 		long		until = (long) ((next_due_at - GetCurrentTimestamp()) / 1000) + 1;
 
 		timeout = Max(Min(timeout, until), 1);
+	}
+	/* batches that may be final, to judge (duties.c) */
+	{
+		int			batches_in = BatchChecksDueInMs();
+
+		if (batches_in >= 0)
+			timeout = Max(Min(timeout, batches_in), 1);
 	}
 	return timeout;
 }

@@ -10,7 +10,7 @@
  * jobq._job_events()) and per queue and minute (metrics.c, flushed into
  * jobq.metrics), active and running jobs per queue (queue_gauges.c), the lifecycle log (jobq.log_events), and the wake-up of
  * jobq.wait's waiters by the commit that makes their job final
- * (job_wait.c).
+ * (job_wait.c), the final counts of batches (batches.c).
  *
  * Counts and log lines are transactional: an event is counted when the
  * transaction that made the change commits (or is prepared), not at all
@@ -31,6 +31,7 @@
 #include "breaker.h"
 #include "upkeep.h"
 #include "job_wait.h"
+#include "batches.h"
 #include "metrics.h"
 #include "queue_gauges.h"
 
@@ -484,6 +485,8 @@ JobEventsReport(const JobqJobEvent *ev)
 	BreakerNoteEvent(ev);
 	if (ev->event >= JOBQ_EVENT_FINAL_COMPLETED)
 		JobWaitNoteFinal(ev->job_id);	/* jobq.wait (job_wait.c) */
+	if (ev->batch_id != 0 && ev->event >= JOBQ_EVENT_FINAL_COMPLETED)
+		BatchesNoteFinal(ev);	/* batch counts and callback (batches.c) */
 }
 
 void
@@ -505,7 +508,8 @@ PG_FUNCTION_INFO_V1(jobq_job_event);
 /*
  * jobq._job_event(event text, queue text, job_id bigint, attempt integer,
  *				   owner oid, error_class text, started_at timestamptz,
- *				   finished_at timestamptz, retry_at timestamptz, error text):
+ *				   finished_at timestamptz, retry_at timestamptz, error text,
+ *				   batch_id bigint):
  * the SQL half of the job store reports an event of one job
  * (attempt_<outcome>, final_<state>); NULLs for fields the event has not.
  */
@@ -539,6 +543,8 @@ jobq_job_event(PG_FUNCTION_ARGS)
 	ev.finished_at = PG_ARGISNULL(7) ? 0 : PG_GETARG_TIMESTAMPTZ(7);
 	ev.retry_at = PG_ARGISNULL(8) ? 0 : PG_GETARG_TIMESTAMPTZ(8);
 	ev.message = PG_ARGISNULL(9) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(9));
+	/* the declaration of an install not yet updated has no batch_id */
+	ev.batch_id = PG_NARGS() > 10 && !PG_ARGISNULL(10) ? PG_GETARG_INT64(10) : 0;
 	JobEventsReport(&ev);
 	PG_RETURN_VOID();
 }

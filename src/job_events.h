@@ -43,7 +43,8 @@ typedef enum JobqEvent
  * error_class (and message) for attempt_failed, attempt_snoozed and
  * attempt_cancelled, error_class for final_failed (when the SQL store reports it);
  * retry_at for an attempt_failed or attempt_snoozed whose job is pending
- * again (0 otherwise: the job became final).  Strings are only borrowed.
+ * again (0 otherwise: the job became final); batch_id for final_* (0: the
+ * job is in no batch).  Strings are only borrowed.
  */
 typedef struct JobqJobEvent
 {
@@ -57,6 +58,7 @@ typedef struct JobqJobEvent
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	TimestampTz retry_at;
+	int64		batch_id;
 } JobqJobEvent;
 
 /* Report ev, in the transaction that made the change. */

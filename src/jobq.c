@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "breaker.h"
+#include "batches.h"
 #include "upkeep.h"
 
 PG_MODULE_MAGIC;
@@ -236,6 +237,7 @@ _PG_init(void)
 	JobqShmemInstallHooks();
 	JobqRegisterXactCallback();
 	JobEventsRegisterCallbacks();
+	BatchesRegisterCallbacks();
 	/* registered last, so called first: its wake-ups reach the commit above */
 	BreakerRegisterCallbacks();
 	JobqInstallUtilityHook();

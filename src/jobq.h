@@ -20,6 +20,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 
 #include "job_events.h"
 
@@ -161,6 +162,8 @@ typedef enum JobqDatabaseState
  * scan of pg_database and by jobq._activate_database() (CREATE EXTENSION).
  */
 #define JOBQ_MAX_DUTIES 8
+/* batches to judge one database keeps (JobqDatabase.batch_checks) */
+#define JOBQ_BATCH_CHECKS 32
 
 typedef struct JobqDatabase
 {
@@ -187,6 +190,23 @@ typedef struct JobqDatabase
 
 	/* each periodic duty's next run, by JobqDuty (duties.c; under the lock) */
 	TimestampTz duty_next_at[JOBQ_MAX_DUTIES];
+
+	/*
+	 * Batches that may have become final (batches.c), under batch_mutex:
+	 * batch_checks[0..nbatch_checks-1], ids of batches some of whose jobs
+	 * committed transactions made final, for an executor of the database to
+	 * judge.  batch_check_all: judge every closed batch not final yet
+	 * instead (the list overflowed, a COMMIT PREPARED, a failed judging, or
+	 * a new entry: after a server restart), from the batch after
+	 * batch_check_after (0: from the first).  batch_checked_at: when the
+	 * last judging took the list.
+	 */
+	slock_t		batch_mutex;
+	int			nbatch_checks;
+	bool		batch_check_all;
+	int64		batch_check_after;
+	TimestampTz batch_checked_at;
+	int64		batch_checks[JOBQ_BATCH_CHECKS];
 } JobqDatabase;
 
 /*

@@ -35,8 +35,8 @@ static SPIPlanPtr plan_cleanup = NULL;
 static SPIPlanPtr plan_cleanup_other = NULL;
 
 /*
- * The other rows that retention bounds (old metrics, old alert history),
- * in their own transaction.
+ * The other rows that retention bounds (old metrics, finished batches, old
+ * alert history), in their own transaction.
  */
 static void
 CleanupOtherRows(void)
@@ -45,9 +45,9 @@ CleanupOtherRows(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "jobq: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	JobqKeptPlan(&plan_cleanup_other, "SELECT jobq._cleanup_metrics()", 0, NULL);
+	JobqKeptPlan(&plan_cleanup_other, "SELECT jobq._cleanup_metrics(), jobq._cleanup_batches(NULL)", 0, NULL);
 	if (SPI_execute_plan(plan_cleanup_other, NULL, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "jobq: cleanup of metrics and alert history failed");
+		elog(ERROR, "jobq: cleanup of metrics, alert history and batches failed");
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

@@ -152,6 +152,9 @@ JobqFindDatabase(Oid dboid, bool create)
 		pg_atomic_init_u32(&free_entry->claimed_since_vacuum, 0);
 		for (i = 0; i < JOBQ_EVENT_COUNT; i++)
 			pg_atomic_init_u64(&free_entry->events[i], 0);
+		SpinLockInit(&free_entry->batch_mutex);
+		/* batches noted before a restart were lost with shared memory */
+		free_entry->batch_check_all = true;
 		return free_entry;
 	}
 	return NULL;

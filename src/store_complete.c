@@ -365,7 +365,7 @@ taken:
 /* The events of a job completed through the table AM (its active row). */
 static void
 ReportCompleted(Datum *avals, bool *anulls, int a_queue, int a_id, int a_attempt,
-				int a_owner, int a_started, Datum finished)
+				int a_owner, int a_started, int a_batch, Datum finished)
 {
 	JobqJobEvent ev;
 	char	   *queue = TextDatumGetCString(avals[a_queue]);
@@ -377,6 +377,7 @@ ReportCompleted(Datum *avals, bool *anulls, int a_queue, int a_id, int a_attempt
 	ev.owner = DatumGetObjectId(avals[a_owner]);
 	ev.started_at = anulls[a_started] ? 0 : DatumGetTimestampTz(avals[a_started]);
 	ev.finished_at = DatumGetTimestampTz(finished);
+	ev.batch_id = a_batch < 0 || anulls[a_batch] ? 0 : DatumGetInt64(avals[a_batch]);
 	ev.event = JOBQ_EVENT_ATTEMPT_COMPLETED;
 	JobEventsReport(&ev);
 	ev.event = JOBQ_EVENT_FINAL_COMPLETED;
@@ -403,7 +404,8 @@ RecordCompletedDirect(JobqCompletions *acc)
 				a_queue,
 				a_owner,
 				a_started,
-				a_worker;
+				a_worker,
+				a_batch;
 	int			f_state,
 				f_completed,
 				f_lease,
@@ -448,6 +450,7 @@ RecordCompletedDirect(JobqCompletions *acc)
 	a_owner = AttIndex(adesc, "owner");
 	a_started = AttIndex(adesc, "started_at");
 	a_worker = AttIndex(adesc, "worker");
+	a_batch = AttIndex(adesc, "batch_id");	/* -1 before the update to 0.2.0 */
 	if (a_id < 0 || a_attempt < 0 || a_queue < 0 || a_owner < 0 ||
 		a_started < 0 || a_worker < 0)
 		elog(ERROR, "jobq: jobq.jobs_active lacks a column of job_attempts");
@@ -502,7 +505,7 @@ RecordCompletedDirect(JobqCompletions *acc)
 #undef SET_ATTEMPT_COL
 		JobqBulkAdd(attempts, tvals, tnulls);
 		ReportCompleted(avals, anulls, a_queue, a_id, a_attempt, a_owner, a_started,
-						acc->finished[i]);
+						a_batch, acc->finished[i]);
 	}
 	ReleaseTupleDesc(adesc);
 	JobqBulkEnd(finals);

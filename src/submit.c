@@ -22,6 +22,7 @@
  */
 #include "jobq.h"
 #include "job_events.h"
+#include "batches.h"
 #include "bulk_insert.h"
 #include "claim_floor.h"
 #include "submit_options.h"
@@ -231,6 +232,8 @@ SetNewJobColumns(JobqBulkInsert *bulk, Datum *values, bool *nulls,
 			opt->handler == NULL);
 	SET_COL("created_at", TimestampTzGetDatum(now), false);
 	SET_COL("snoozes", Int32GetDatum(0), false);
+	if (opt->batch_id != 0)
+		SET_COL("batch_id", Int64GetDatum(opt->batch_id), false);
 #undef SET_COL
 }
 
@@ -298,10 +301,10 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 		  bool unique_key_null, JobqSubmitOptions *opt, Oid owner,
 		  bool *created)
 {
-	Oid			argtypes[10] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
-	INT4OID, INTERVALOID, REGROLEOID, TEXTOID, TEXTOID, OIDOID};
-	Datum		values[10];
-	char		nulls[10] = "          ";
+	Oid			argtypes[11] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID, TEXTOID, TEXTOID, OIDOID, INT8OID};
+	Datum		values[11];
+	char		nulls[11] = "           ";
 	bool		isnull;
 	int			tries;
 	SPIPlanPtr	plan;
@@ -322,6 +325,9 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 	nulls[8] = unique_key_null ? 'n' : ' ';
 	/* whose keys: the owner's own, or the queue's shared ones (0) */
 	values[9] = ObjectIdGetDatum(opt->unique_per_owner ? owner : InvalidOid);
+	/* only without unique_key: submit refuses the two together */
+	values[10] = Int64GetDatum(opt->batch_id);
+	nulls[10] = opt->batch_id != 0 ? ' ' : 'n';
 
 	*created = true;
 	if (unique_key_null)
@@ -332,11 +338,11 @@ InsertJob(const char *queue, Datum payload, Datum unique_key,
 			return id;
 		plan = JobqKeptPlan(&plan_insert,
 						"INSERT INTO jobq.jobs_active "
-						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler) "
+						"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler, batch_id) "
 						"VALUES ($1, $2, 'pending', $3, "
-						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8) "
+						"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8, $11) "
 						"RETURNING id",
-						8, argtypes);
+						11, argtypes);
 		JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
@@ -411,6 +417,8 @@ SubmitOne(const char *queue, Datum payload,
 		elog(ERROR, "jobq: SPI_connect failed");
 
 	LookupQueueForSubmit(queue, sw.caller, &info);
+	if (opt->batch_id != 0)
+		BatchAddJobs(opt->batch_id, sw.caller);
 	if (http_payload && strcmp(info.kind, "http") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -448,8 +456,25 @@ SubmitOne(const char *queue, Datum payload,
 }
 
 /*
+ * The callback job of a batch (batches.c): a job of queue with payload and
+ * the default options, submitted by the current user (the batch's owner).
+ */
+int64
+SubmitCallbackJob(const char *queue, Datum payload)
+{
+	JobqSubmitOptions opt;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.run_at_null = true;
+	opt.max_attempts_null = true;
+	opt.timeout_null = true;
+	return SubmitOne(queue, payload, (Datum) 0, true, &opt, false);
+}
+
+/*
  * jobq.submit(queue text, payload jsonb, run_at timestamptz, priority int,
- *			   unique_key text, max_attempts int, timeout interval) RETURNS bigint
+ *			   unique_key text, max_attempts int, timeout interval,
+ *			   batch_id bigint) RETURNS bigint
  */
 Datum
 jobq_submit(PG_FUNCTION_ARGS)
@@ -464,6 +489,17 @@ jobq_submit(PG_FUNCTION_ARGS)
 	else
 		payload = PG_GETARG_DATUM(1);
 	ReadSubmitOptions(fcinfo, 2, true, &opt);
+	/* the declaration of an install not yet updated has no batch_id */
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+	{
+		opt.batch_id = PG_GETARG_INT64(7);
+		if (!PG_ARGISNULL(4))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a job of a batch cannot have a unique_key"),
+					 errdetail("A unique_key may return an existing job instead of adding one to the batch."),
+					 errhint("Pass either batch_id or unique_key.")));
+	}
 
 	PG_RETURN_INT64(SubmitOne(queue, payload,
 							  PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4),
@@ -526,6 +562,16 @@ jobq_submit_http(PG_FUNCTION_ARGS)
 							  PG_ARGISNULL(7), &opt, true));
 }
 
+/* Widen [*first_id, *last_id] (0: empty) to include id. */
+static void
+NoteIdRange(int64 id, int64 *first_id, int64 *last_id)
+{
+	if (*first_id == 0 || id < *first_id)
+		*first_id = id;
+	if (id > *last_id)
+		*last_id = id;
+}
+
 /*
  * submit_batch's insert through the table AM (bulk_insert.c), writing the
  * columns the INSERT of the SQL path writes, with the same values: false,
@@ -534,7 +580,7 @@ jobq_submit_http(PG_FUNCTION_ARGS)
  */
 static bool
 SubmitBatchDirect(const char *queue, Jsonb *payloads, JobqSubmitOptions *opt,
-				  Oid owner, ReturnSetInfo *rsinfo)
+				  Oid owner, ReturnSetInfo *rsinfo, int64 *first_id, int64 *last_id)
 {
 	JobqBulkInsert *bulk = JobqBulkBegin("jobs_active");
 	Oid			seq;
@@ -573,6 +619,7 @@ SubmitBatchDirect(const char *queue, Jsonb *payloads, JobqSubmitOptions *opt,
 			continue;
 		oldcxt = MemoryContextSwitchTo(row_cxt);
 		values[a_id] = Int64GetDatum(nextval_internal(seq, false));
+		NoteIdRange(DatumGetInt64(values[a_id]), first_id, last_id);
 		values[a_payload] = JsonbPGetDatum(JsonbValueToJsonb(&v));
 		JobqBulkAdd(bulk, values, nulls);
 		MemoryContextSwitchTo(oldcxt);
@@ -585,11 +632,34 @@ SubmitBatchDirect(const char *queue, Jsonb *payloads, JobqSubmitOptions *opt,
 }
 
 /*
+ * The row of the closed batch batch_id of submit_batch's n jobs (ids
+ * first_id to last_id), with the callback of its arguments 8 and 9; a
+ * batch of no jobs is final at once, and its callback submitted.  Inside
+ * SPI as the extension owner.
+ */
+static void
+NewBatchOfJobs(Oid caller, const char *on_complete_queue, FunctionCallInfo fcinfo,
+			   int64 n, int64 batch_id, int64 first_id, int64 last_id)
+{
+	bool		due;
+
+	(void) BatchCreate(caller, on_complete_queue,
+					   PG_ARGISNULL(9) ? (Datum) 0 : PG_GETARG_DATUM(9),
+					   PG_ARGISNULL(9), n, batch_id, first_id, last_id, &due);
+	if (due)
+		BatchSubmitCallback(batch_id);
+}
+
+/*
  * jobq.submit_batch(queue text, payloads jsonb, run_at, priority,
- *					 unique_key, max_attempts, timeout) RETURNS SETOF bigint
+ *					 unique_key, max_attempts, timeout, batch_id bigint,
+ *					 on_complete_queue text, on_complete_payload jsonb)
+ *					 RETURNS SETOF bigint
  *
  * One INSERT ... SELECT over jsonb_array_elements: thousands of jobs cost
- * one plan execution.  The ids come back in the order of the array.
+ * one plan execution.  The ids come back in the order of the array.  The
+ * jobs share a batch: the caller's open batch batch_id, or a new one,
+ * closed, of exactly these jobs, with the callback given.
  */
 Datum
 jobq_submit_batch(PG_FUNCTION_ARGS)
@@ -600,12 +670,18 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	JobqSubmitOptions opt;
 	JobqRoleSwitch sw;
 	JobqQueueInfo info;
-	Oid			argtypes[8] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
-	INT4OID, INTERVALOID, REGROLEOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	Oid			argtypes[9] = {TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, REGROLEOID, TEXTOID, INT8OID};
+	Datum		values[9];
+	char		nulls[9] = "         ";
 	SPIPlanPtr	plan;
 	uint64		i;
+	int64		batch_arg = 0;
+	char	   *on_complete_queue = NULL;
+	bool		new_batch = false;
+	int64		first_id = 0;
+	int64		last_id = 0;
+	int64		njobs;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -628,6 +704,19 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 				 errdetail("One key cannot name several jobs."),
 				 errhint("Use jobq.submit for jobs with a unique key.")));
 	ReadSubmitOptions(fcinfo, 2, true, &opt);
+	/* the declaration of an install not yet updated has no batch arguments */
+	if (PG_NARGS() > 9)
+	{
+		batch_arg = PG_ARGISNULL(7) ? 0 : PG_GETARG_INT64(7);
+		on_complete_queue = PG_ARGISNULL(8) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(8));
+		if (batch_arg != 0 && (!PG_ARGISNULL(8) || !PG_ARGISNULL(9)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("on_complete_queue and on_complete_payload belong to the batch, not to a submit_batch that adds to it"),
+					 errdetail("Batch " INT64_FORMAT " got its callback when it was created.", batch_arg),
+					 errhint("Pass them to jobq.create_batch(), or leave batch_id NULL for a new batch.")));
+	}
+	njobs = JsonContainerSize(&payloads->root);
 	/* each element within the limit: only worth looking when the whole is not */
 	if (toast_raw_datum_size(PG_GETARG_DATUM(1)) > (Size) jobq_max_payload_size_kb * 1024)
 	{
@@ -659,8 +748,19 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 				 errdetail("Jobs of an http queue are HTTP requests, validated one by one."),
 				 errhint("Use jobq.submit_http for each request.")));
 	opt.handler = info.handler_text;
+	if (batch_arg != 0)
+	{
+		BatchAddJobs(batch_arg, sw.caller);
+		opt.batch_id = batch_arg;
+	}
+	else if (PG_NARGS() > 9)
+	{
+		/* its row is written after the jobs, with their id range */
+		new_batch = true;
+		opt.batch_id = BatchNewId();
+	}
 
-	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo))
+	if (SubmitBatchDirect(queue, payloads, &opt, sw.caller, rsinfo, &first_id, &last_id))
 	{
 		/* ids are positive: 0 is below every job of the batch */
 		ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
@@ -668,6 +768,9 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 		if (strcmp(info.kind, "external") != 0 &&
 			JsonContainerSize(&payloads->root) > 0)
 			JobqWakeAtCommitForQueue(queue);
+		if (new_batch)
+			NewBatchOfJobs(sw.caller, on_complete_queue, fcinfo, njobs, opt.batch_id,
+						   first_id, last_id);
 		SPI_finish();
 		RestoreCaller(&sw);
 		return (Datum) 0;
@@ -675,12 +778,12 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 
 	plan = JobqKeptPlan(&plan_insert_batch,
 					"INSERT INTO jobq.jobs_active "
-					"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler) "
+					"(queue, payload, state, priority, run_at, max_attempts, timeout, owner, handler, batch_id) "
 					"SELECT $1, e.value, 'pending', $3, "
-					"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8 "
+					"COALESCE($4, pg_catalog.now()), $5, $6, $7, $8, $9 "
 					"FROM pg_catalog.jsonb_array_elements($2) e "
 					"RETURNING id",
-					8, argtypes);
+					9, argtypes);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = JsonbPGetDatum(payloads);
 	values[2] = Int32GetDatum(opt.priority);
@@ -693,6 +796,8 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 	values[6] = ObjectIdGetDatum(sw.caller);
 	values[7] = opt.handler ? CStringGetTextDatum(opt.handler) : (Datum) 0;
 	nulls[7] = opt.handler ? ' ' : 'n';
+	values[8] = Int64GetDatum(opt.batch_id);
+	nulls[8] = opt.batch_id != 0 ? ' ' : 'n';
 	JobqExecPlan(plan, values, nulls, SPI_OK_INSERT_RETURNING, 0);
 	ClaimFloorNoteWritten(queue, opt.priority, SubmitRunAt(&opt), 0);
 	JobEventsSubmitted(queue, sw.caller, (int64) SPI_processed);
@@ -704,11 +809,15 @@ jobq_submit_batch(PG_FUNCTION_ARGS)
 
 		id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
 						   &isnull);
+		NoteIdRange(DatumGetInt64(id), &first_id, &last_id);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &id, &isnull);
 	}
 
 	if (SPI_processed > 0 && strcmp(info.kind, "external") != 0)
 		JobqWakeAtCommitForQueue(queue);
+	if (new_batch)
+		NewBatchOfJobs(sw.caller, on_complete_queue, fcinfo, (int64) SPI_processed,
+					   opt.batch_id, first_id, last_id);
 	SPI_finish();
 	RestoreCaller(&sw);
 	return (Datum) 0;

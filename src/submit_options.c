@@ -26,6 +26,7 @@ ReadSubmitOptions(FunctionCallInfo fcinfo, int first, bool has_unique_key,
 	int			a = first;
 
 	opt->handler = NULL;		/* set by the queue's lookup */
+	opt->batch_id = 0;			/* set by the caller */
 	opt->run_at_null = PG_ARGISNULL(a);
 	opt->run_at = opt->run_at_null ? (Datum) 0 : PG_GETARG_DATUM(a);
 	a++;

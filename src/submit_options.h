@@ -24,6 +24,7 @@ typedef struct JobqSubmitOptions
 	bool		max_attempts_null;
 	Datum		timeout;
 	bool		timeout_null;
+	int64		batch_id;		/* jobq.job_batches.id; 0: none */
 	/* not options: from the queue's lookup */
 	const char *handler;		/* pinned on the job; NULL: none */
 	bool		unique_per_owner;	/* unique_key is the owner's own */

@@ -139,7 +139,8 @@ CREATE TABLE jobq.jobs (
     last_error      text,
     result          jsonb,
     progress        double precision,
-    progress_note   text
+    progress_note   text,
+    batch_id        bigint          -- jobq.job_batches.id; NULL: not in a batch
     -- No CHECK constraints on the job tables: the executor re-parses every
     -- CHECK expression of a table at each INSERT/UPDATE statement (15% of
     -- an executor's time for a no-op job).  state is bounded by the
@@ -168,6 +169,7 @@ COMMENT ON COLUMN jobq.jobs.error_type IS 'error class of the last failed attemp
 COMMENT ON COLUMN jobq.jobs.result IS 'completed: the handler''s result (NULL for void handlers)';
 COMMENT ON COLUMN jobq.jobs.progress IS 'the last progress (0 to 1) its handler committed (jobq.report_progress) or its external worker reported (jobq.heartbeat); live values: jobq.job_progress';
 COMMENT ON COLUMN jobq.jobs.progress_note IS 'the note reported with progress';
+COMMENT ON COLUMN jobq.jobs.batch_id IS 'the batch the job belongs to (jobq.batches); NULL for a job submitted outside a batch';
 
 CREATE TABLE jobq.jobs_active PARTITION OF jobq.jobs
     FOR VALUES IN ('pending', 'running')

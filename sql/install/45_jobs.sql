@@ -129,24 +129,28 @@ CREATE FUNCTION jobq.submit(queue text, payload jsonb DEFAULT '{}',
                             priority integer DEFAULT 0,
                             unique_key text DEFAULT NULL,
                             max_attempts integer DEFAULT NULL,
-                            timeout interval DEFAULT NULL)
+                            timeout interval DEFAULT NULL,
+                            batch_id bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'jobq_submit';
-COMMENT ON FUNCTION jobq.submit(text, jsonb, timestamptz, integer, text, integer, interval) IS
-    'jobq: submits a job, owned by the calling role; returns its id (or the id of the not-final job of the queue with the same unique_key)';
+COMMENT ON FUNCTION jobq.submit(text, jsonb, timestamptz, integer, text, integer, interval, bigint) IS
+    'jobq: submits a job, owned by the calling role; returns its id (or the id of the not-final job of the queue with the same unique_key); batch_id: adds it to the caller''s open batch (jobq.create_batch)';
 
 CREATE FUNCTION jobq.submit_batch(queue text, payloads jsonb,
                                   run_at timestamptz DEFAULT NULL,
                                   priority integer DEFAULT 0,
                                   unique_key text DEFAULT NULL,
                                   max_attempts integer DEFAULT NULL,
-                                  timeout interval DEFAULT NULL)
+                                  timeout interval DEFAULT NULL,
+                                  batch_id bigint DEFAULT NULL,
+                                  on_complete_queue text DEFAULT NULL,
+                                  on_complete_payload jsonb DEFAULT NULL)
     RETURNS SETOF bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
     AS 'MODULE_PATHNAME', 'jobq_submit_batch';
-COMMENT ON FUNCTION jobq.submit_batch(text, jsonb, timestamptz, integer, text, integer, interval) IS
-    'jobq: submits one job per element of the JSON array payloads, in one statement; returns the ids in array order (unique_key must be NULL)';
+COMMENT ON FUNCTION jobq.submit_batch(text, jsonb, timestamptz, integer, text, integer, interval, bigint, text, jsonb) IS
+    'jobq: submits one job per element of the JSON array payloads, in one statement; returns the ids in array order (unique_key must be NULL).  The jobs share a batch (jobq.batches): a new closed one, with the callback on_complete_queue/on_complete_payload, or the caller''s open batch batch_id';
 
 CREATE FUNCTION jobq.submit_http(url text, method text DEFAULT 'GET',
                                  headers jsonb DEFAULT '{}',
@@ -281,11 +285,11 @@ COMMENT ON FUNCTION jobq.retry_now(bigint) IS
 CREATE FUNCTION jobq._job_event(event text, queue text, job_id bigint, attempt integer,
                                 owner oid, error_class text, started_at timestamptz,
                                 finished_at timestamptz, retry_at timestamptz,
-                                error text DEFAULT NULL)
+                                error text DEFAULT NULL, batch_id bigint DEFAULT NULL)
     RETURNS void
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'jobq_job_event';
-COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz, text) IS
+COMMENT ON FUNCTION jobq._job_event(text, text, bigint, integer, oid, text, timestamptz, timestamptz, timestamptz, text, bigint) IS
     'Internal: reports an event of one job (submitted, attempt_<outcome>, final_<state>) to the job store''s hook point (src/job_events.c), in the transaction that made the change';
 
 CREATE FUNCTION jobq._job_events() RETURNS TABLE (event text, count bigint)
@@ -337,16 +341,16 @@ BEGIN
             attempt, max_attempts, unique_key, unique_owner, timeout, owner, handler, created_at,
             started_at, completed_at, last_heartbeat, lease_expires_at,
             worker, claimed_by, snoozes, error_type, last_error, result,
-            progress, progress_note)
+            progress, progress_note, batch_id)
     VALUES (d.id, d.queue, d.payload, new_state, d.priority, d.run_at,
             d.attempt, d.max_attempts, d.unique_key, d.unique_owner, d.timeout, d.owner, d.handler, d.created_at,
             d.started_at, _final_row.finished_at, d.last_heartbeat, NULL,
             d.worker, d.claimed_by, d.snoozes,
             coalesce(error_class, d.error_type), coalesce(error, d.last_error), result,
-            d.progress, d.progress_note);
+            d.progress, d.progress_note, d.batch_id);
     PERFORM jobq._job_event('final_' || new_state, d.queue, d.id, d.attempt, d.owner,
                             coalesce(error_class, d.error_type), d.started_at,
-                            _final_row.finished_at, NULL);
+                            _final_row.finished_at, NULL, NULL, d.batch_id);
 END
 $fn$;
 COMMENT ON FUNCTION jobq._final_row(jobq.jobs_active, text, timestamptz, jsonb, text, text) IS

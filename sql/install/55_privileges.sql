@@ -16,8 +16,8 @@ GRANT USAGE ON SCHEMA jobq TO jobq_admin, jobq_worker, jobq_http;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobq FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
-    jobq.submit(text, jsonb, timestamptz, integer, text, integer, interval),
-    jobq.submit_batch(text, jsonb, timestamptz, integer, text, integer, interval),
+    jobq.submit(text, jsonb, timestamptz, integer, text, integer, interval, bigint),
+    jobq.submit_batch(text, jsonb, timestamptz, integer, text, integer, interval, bigint, text, jsonb),
     jobq.submit_http(text, text, jsonb, text, text, timestamptz, integer, text, integer, interval, integer),
     jobq.cancel(bigint),
     jobq.retry_now(bigint),

@@ -116,10 +116,11 @@ BEGIN
         EXIT WHEN got < batch;
     END LOOP;
     PERFORM jobq._cleanup_metrics();
+    PERFORM jobq._cleanup_batches(older_than);
     RETURN total;
 END
 $fn$;
 COMMENT ON FUNCTION jobq.cleanup(interval, bigint) IS
-    'jobq: removes final jobs past retention with their attempts (completed and cancelled: the queue''s retention, or older_than; failed: with their dead letter once resolved longer ago than jobq.dead_letter_retention, or older_than), at most max_jobs; returns how many. Also removes rows of jobq.metrics and jobq.alert_history older than jobq.metrics_retention. Runs in the caller''s transaction';
+    'jobq: removes final jobs past retention with their attempts (completed and cancelled: the queue''s retention, or older_than; failed: with their dead letter once resolved longer ago than jobq.dead_letter_retention, or older_than), at most max_jobs; returns how many. Also removes rows of jobq.metrics and jobq.alert_history older than jobq.metrics_retention, and batches (jobq.job_batches) finished longer ago than older_than or than the longest queue retention. Runs in the caller''s transaction';
 REVOKE ALL ON FUNCTION jobq.cleanup(interval, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION jobq.cleanup(interval, bigint) TO jobq_admin;

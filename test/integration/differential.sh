@@ -14,7 +14,9 @@
 # pending and running jobs; retry_now; requeue_dead and resolve_dead; a
 # release at shutdown; a recovery after kill -9 of an executor; external
 # workers' claim, heartbeat, complete, fail, finish_and_claim and an expired
-# lease recovered by the next claim.
+# lease recovered by the next claim; batches with callbacks (submit_batch,
+# create_batch + submit + close_batch) whose jobs complete, are
+# dead-lettered and cancelled.
 #
 # Each job's history depends only on its own payload (a failing job counts
 # its attempts in a sequence, which a rolled-back attempt does not undo), so
@@ -95,6 +97,19 @@ workload() {
     q "SELECT jobq.cancel($id)" "$db" >/dev/null
     wait_for "SELECT count(*) FROM jobq.jobs_active WHERE queue IN ('s', 't')" 0 120 "$db" \
         || it_fail "$db: jobs not finished: $(q "SELECT string_agg(id || ' ' || state || ' ' || payload, ', ') FROM jobq.jobs_active" "$db")"
+    # batches (run alone: a callback's id is taken when its batch becomes
+    # final): a submit_batch with a callback, its jobs completed, retried
+    # until dead-lettered, given up; single submits grouped by
+    # create_batch, one cancelled while pending, then close_batch
+    q "SELECT count(*) FROM jobq.submit_batch('s', '[{\"n\": 0, \"bt\": 1}, {\"n\": 0, \"bt\": 2}, {\"do\": \"retry\", \"n\": 9, \"bt\": 3}, {\"do\": \"give_up\", \"n\": 9, \"bt\": 4}]', on_complete_queue => 's', on_complete_payload => '{\"n\": 0, \"cb\": 1}')" "$db" >/dev/null
+    wait_for "SELECT count(*) FROM jobq.batches WHERE callback_job_id IS NOT NULL" 1 120 "$db" || it_fail "$db: first batch's callback not submitted"
+    wait_for "SELECT count(*) FROM jobq.jobs_active WHERE queue IN ('s', 't')" 0 120 "$db" || it_fail "$db: first batch's callback not run"
+    id=$(q "SELECT jobq.create_batch('s', '{\"n\": 0, \"cb\": 2}')" "$db")
+    q "SELECT jobq.submit('s', '{\"n\": 0, \"g\": 1}', batch_id => $id)" "$db" >/dev/null
+    q "SELECT jobq.cancel(jobq.submit('s', '{\"n\": 0, \"g\": 2}', run_at => now() + interval '1 day', batch_id => $id))" "$db" >/dev/null
+    q "SELECT jobq.close_batch($id)" "$db" >/dev/null
+    wait_for "SELECT count(*) FROM jobq.batches WHERE callback_job_id IS NOT NULL" 2 120 "$db" || it_fail "$db: second batch's callback not submitted"
+    wait_for "SELECT count(*) FROM jobq.jobs_active WHERE queue IN ('s', 't')" 0 120 "$db" || it_fail "$db: second batch's callback not run"
     # a running job cancelled
     id=$(q "SELECT jobq.submit('s', '{\"do\": \"sleep\", \"n\": 1, \"c\": 1}')" "$db")
     wait_for "SELECT state FROM jobq.jobs WHERE id = $id" running 60 "$db" || it_fail "$db: sleeper not running"

@@ -57,9 +57,13 @@ q "CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA jobq TO app" >/dev/null
 err=$(psql -X -q -A -t -U app -d postgres -c "SELECT jobq.cleanup()" 2>&1) && it_fail "a plain role ran cleanup"
 case "$err" in *"permission denied"*) ;; *) it_fail "unexpected: $err";; esac
 assert_eq "$(q "SELECT jobq._cleanup_batch(7, '0')")" 7 "a batch removes at most its bound"
+open_batch=$(q "SELECT jobq.create_batch()")
+assert_eq "$(q "SELECT count(*) FROM jobq.job_batches WHERE finished_at IS NOT NULL")" 2 "the two submit_batch batches finished"
 assert_eq "$(q "SELECT jobq.cleanup('0', max_jobs => 10)")" 10 "cleanup removes at most max_jobs"
 assert_eq "$(q "SELECT jobq.cleanup('1 day')")" 0 "older_than: nothing that recent"
 assert_eq "$(q "SELECT jobq.cleanup('0')")" 33 "older_than 0: every completed job"
+assert_eq "$(q "SELECT string_agg(id::text, ',') FROM jobq.job_batches")" "$open_batch" \
+    "finished batches go with the cleanup; an open one stays"
 assert_eq "$(q "SELECT count(*) FROM jobq.jobs_final WHERE state <> 'failed'")" 0 "none left"
 err=$(q "SELECT jobq.cleanup('-1 day')" 2>&1) && it_fail "negative older_than taken"
 case "$err" in *"older_than must not be negative"*) ;; *) it_fail "unexpected: $err";; esac

@@ -25,7 +25,7 @@ SELECT is((SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid
 SELECT columns_are('jobq', 'jobs', ARRAY['id', 'queue', 'payload', 'state', 'priority', 'run_at',
     'attempt', 'max_attempts', 'unique_key', 'unique_owner', 'timeout', 'owner', 'handler', 'created_at', 'started_at',
     'completed_at', 'last_heartbeat', 'lease_expires_at', 'worker', 'claimed_by', 'snoozes',
-    'error_type', 'last_error', 'result', 'progress', 'progress_note'], 'jobq.jobs has the API columns and the lease columns');
+    'error_type', 'last_error', 'result', 'progress', 'progress_note', 'batch_id'], 'jobq.jobs has the API columns and the lease columns');
 SELECT col_type_is('jobq', 'jobs', 'owner', 'regrole', 'jobs.owner is a regrole');
 SELECT col_not_null('jobq', 'jobs', 'run_at', 'run_at is never NULL');
 SELECT col_is_null('jobq', 'jobs', 'max_attempts', 'max_attempts may be NULL (queue''s)');
@@ -98,8 +98,8 @@ SELECT set_eq($$SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) 
                   JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'jobq'$$,
               ARRAY['queues', 'jobs_active', 'jobs_final', 'dead_letter', 'error_rules',
                     'retry_policies', 'jobs_id_seq', 'dead_letter_id_seq', 'error_rules_id_seq',
-                    'alert_config', 'alert_config_id_seq'],
-              'pg_dump keeps queues, jobs, dead letters, user rules, policies and alert rules, and the sequences');
+                    'alert_config', 'alert_config_id_seq', 'job_batches', 'job_batches_id_seq'],
+              'pg_dump keeps queues, jobs, dead letters, batches, user rules, policies and alert rules, and the sequences');
 SELECT results_eq($$SELECT error_class, retry FROM jobq.retry_policies WHERE queue = '*' ORDER BY error_class$$,
     $$VALUES ('api_error', false), ('breaker_open', false), ('cancelled', false), ('permanent', false), ('rate_limited', true),
              ('timeout', true), ('transient', true), ('unknown', true), ('validation', false),

@@ -56,16 +56,20 @@ SELECT is((SELECT count(*)::int FROM jobq.submit_batch('ts_ext', '[]')), 0, 'an 
 SELECT throws_ok($$SELECT jobq.submit_batch('ts_ext', '{"a": 1}')$$, '22023', NULL, 'payloads must be an array');
 SELECT throws_ok($$SELECT jobq.submit_batch('ts_ext', '[1]', unique_key => 'k')$$, '0A000', NULL,
                  'submit_batch takes no unique_key');
--- submit_batch writes its rows directly (bulk_insert.c): the same row submit writes
-INSERT INTO ids SELECT 'same1', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s');
-INSERT INTO ids SELECT 'same2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}]', priority => 4, max_attempts => 5, timeout => '7 s') AS t(id);
+-- submit_batch writes its rows directly (bulk_insert.c): the same row submit
+-- writes (both into one open batch: submit_batch alone makes a batch of its own)
+INSERT INTO ids SELECT 'batch', jobq.create_batch();
+INSERT INTO ids SELECT 'same1', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s',
+                                            batch_id => (SELECT id FROM ids WHERE name = 'batch'));
+INSERT INTO ids SELECT 'same2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}]', priority => 4, max_attempts => 5, timeout => '7 s',
+                                                            batch_id => (SELECT id FROM ids WHERE name = 'batch')) AS t(id);
 SELECT is((SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same2'),
           (SELECT to_jsonb(j) - 'id' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
           'submit_batch writes every column as submit does');
 -- submit without unique_key writes directly, with one through SQL (ON CONFLICT): the same row
 INSERT INTO ids SELECT 'same3', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s', unique_key => 'u9');
 SELECT is((SELECT to_jsonb(j) - 'id' - 'unique_key' - 'unique_owner' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same3'),
-          (SELECT to_jsonb(j) - 'id' - 'unique_key' - 'unique_owner' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
+          (SELECT to_jsonb(j) - 'id' - 'unique_key' - 'unique_owner' - 'batch_id' || '{"batch_id": null}' FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name = 'same1'),
           'submit writes the same row directly as through SQL');
 -- jobq's tables take no user triggers (the direct writes would not fire them)
 CREATE FUNCTION public.ts_note() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -75,8 +79,10 @@ SELECT throws_ok($$CREATE TRIGGER ts_note AFTER INSERT ON jobq.jobs_active
                  'a trigger on jobq.jobs_active is refused');
 -- with jobq.direct_access off, submit and submit_batch insert through SQL: the same rows
 SET jobq.direct_access = off;
-INSERT INTO ids SELECT 'sql1', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s');
-INSERT INTO ids SELECT 'sql2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}]', priority => 4, max_attempts => 5, timeout => '7 s') AS t(id);
+INSERT INTO ids SELECT 'sql1', jobq.submit('ts_ext', '{"n": 9}', priority => 4, max_attempts => 5, timeout => '7 s',
+                                           batch_id => (SELECT id FROM ids WHERE name = 'batch'));
+INSERT INTO ids SELECT 'sql2', t.id FROM jobq.submit_batch('ts_ext', '[{"n": 9}]', priority => 4, max_attempts => 5, timeout => '7 s',
+                                                           batch_id => (SELECT id FROM ids WHERE name = 'batch')) AS t(id);
 RESET jobq.direct_access;
 SELECT is((SELECT jsonb_agg(to_jsonb(j) - 'id' ORDER BY ids.name) FROM jobq.jobs j JOIN ids USING (id) WHERE ids.name IN ('sql1', 'sql2')),
           (SELECT jsonb_agg(to_jsonb(j) - 'id') FROM jobq.jobs j JOIN ids USING (id), generate_series(1, 2) WHERE ids.name = 'same1'),
