@@ -60,6 +60,7 @@ typedef struct AllowEntry
 static MemoryContext allow_cxt = NULL;
 static AllowEntry *allow = NULL;
 static int	nallow = 0;
+static char *allow_parsed = NULL;	/* the setting's value allow was parsed from */
 
 /* Parse "a.b.c.d", "::1" or either with "/bits" into entry; false if neither. */
 static bool
@@ -111,24 +112,30 @@ ParseNet(const char *s, AllowEntry *e)
 
 /*
  * (Re)read jobq.http_allowed_hosts.  Called outside libcurl (at submit, and
- * by the worker before each hop); the connect check reads the result.
+ * by the worker before each hop); the connect check reads the result.  The
+ * entries depend on the setting's text alone, so they are parsed again only
+ * when that text differs from the one they were parsed from.
  */
 void
 JobqHttpParseAllowlist(void)
 {
+	const char *value = jobq_http_allowed_hosts ? jobq_http_allowed_hosts : "";
 	char	   *raw;
 	List	   *items;
 	ListCell   *lc;
 	MemoryContext old;
 
+	if (allow_parsed != NULL && strcmp(allow_parsed, value) == 0)
+		return;
 	if (allow_cxt == NULL)
 		allow_cxt = AllocSetContextCreate(TopMemoryContext, "jobq http allowlist",
 										  ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(allow_cxt);
 	allow = NULL;
 	nallow = 0;
+	allow_parsed = NULL;
 	old = MemoryContextSwitchTo(allow_cxt);
-	raw = pstrdup(jobq_http_allowed_hosts ? jobq_http_allowed_hosts : "");
+	raw = pstrdup(value);
 	if (!SplitIdentifierString(raw, ',', &items))
 		items = NIL;			/* the check hook refuses such a value */
 	allow = palloc0(sizeof(AllowEntry) * (list_length(items) + 1));
@@ -153,6 +160,7 @@ JobqHttpParseAllowlist(void)
 			e->kind = ALLOW_HOST;
 		nallow++;
 	}
+	allow_parsed = pstrdup(value);
 	MemoryContextSwitchTo(old);
 }
 

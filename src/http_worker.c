@@ -7,14 +7,15 @@
  *	  (jobq.http_max_inflight), through libcurl's multi interface driven by
  *	  its own wait loop:
  *
- *	  1. claim (a short transaction, committed: the leases are recorded,
- *		 under this process's token, before any byte is sent);
+ *	  1. one short transaction per turn of the loop: the outcomes of the
+ *		 transfers that finished since the last turn (http_store.c), then a
+ *		 claim for the places free, committed before any byte of the
+ *		 claimed jobs is sent (the leases are recorded, under this
+ *		 process's token, first);
  *	  2. transfers run with no transaction and no snapshot open; the wait
  *		 is a WaitEventSet of the latch, postmaster death and libcurl's
  *		 sockets, with libcurl's timer as its timeout, so SIGTERM, SIGHUP
- *		 and jobq.cancel are answered while requests are in flight;
- *	  3. the outcomes of finished transfers are recorded in a fresh short
- *		 transaction (http_store.c).
+ *		 and jobq.cancel are answered while requests are in flight.
  *
  *	  Why a process of its own rather than the executors: an executor's
  *	  loop is built around SQL handlers inside transactions (batches,
@@ -27,8 +28,9 @@
  *	  run for jobq.shutdown_grace, then releases the rest (pending again,
  *	  no attempt used).
  *
- *	  libcurl's socket and timer callbacks only record (fd interest, next
- *	  deadline); nothing raises an error inside libcurl.  Every easy handle
+ *	  libcurl's socket and timer callbacks only record (fd interest in
+ *	  the sockets' epoll set or table, next deadline); nothing raises an
+ *	  error inside libcurl.  Every easy handle
  *	  and the multi handle are freed on every exit (HttpCleanup is a
  *	  before_shmem_exit callback too).
  *
@@ -38,6 +40,10 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#ifdef HAVE_SYS_EPOLL_H
+#include <sys/epoll.h>
+#endif
 
 #include "access/xact.h"
 #include "commands/extension.h"
@@ -72,7 +78,20 @@ static int	ninflight = 0;
 static JobqHttpJob *done = NULL;	/* outcomes to record */
 static MemoryContext jobs_cxt = NULL;
 
-/* libcurl's socket interest (SocketCallback) and timer (TimerCallback) */
+/*
+ * libcurl's sockets, as SocketCallback is told of them.  With epoll they
+ * are kept in an epoll set of their own (curl_epfd), whose descriptor is
+ * one event of the loop's WaitEventSet (wait_set, built once): a wait then
+ * costs the same whatever the number of connections, and a connection
+ * handed from one transfer to the next costs two epoll_ctl calls.  Without
+ * epoll, the interest is recorded in socks and the WaitEventSet is built
+ * for each wait.
+ */
+#ifdef HAVE_SYS_EPOLL_H
+#define CURL_EPOLL_BATCH 64
+static int	curl_epfd = -1;
+static WaitEventSet *wait_set = NULL;
+#else
 typedef struct SockInterest
 {
 	curl_socket_t fd;
@@ -82,6 +101,9 @@ typedef struct SockInterest
 static SockInterest *socks = NULL;
 static int	nsocks = 0;
 static int	maxsocks = 0;
+#endif
+
+/* libcurl's timer (TimerCallback) */
 static bool timer_set = false;
 static TimestampTz timer_at = 0;
 
@@ -104,6 +126,31 @@ HttpSigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+#ifdef HAVE_SYS_EPOLL_H
+static int
+SocketCallback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* a socket closed before this left the set by itself */
+		(void) epoll_ctl(curl_epfd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	ev.data.fd = fd;
+	/* new to the set, or a descriptor number reused after a close */
+	if (epoll_ctl(curl_epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+		(errno != ENOENT || epoll_ctl(curl_epfd, EPOLL_CTL_ADD, fd, &ev) != 0))
+		return -1;				/* libcurl fails that transfer */
+	return 0;
+}
+#else
 static int
 SocketCallback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -128,6 +175,7 @@ SocketCallback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socket
 	socks[i].what = what;
 	return 0;
 }
+#endif
 
 static int
 TimerCallback(CURLM *m, long timeout_ms, void *userp)
@@ -161,6 +209,11 @@ HttpCleanup(int code, Datum arg)
 	if (multi != NULL)
 		curl_multi_cleanup(multi);
 	multi = NULL;
+#ifdef HAVE_SYS_EPOLL_H
+	if (curl_epfd >= 0)
+		close(curl_epfd);
+	curl_epfd = -1;
+#endif
 }
 
 /* before_shmem_exit: give the slot back (JobqReleaseSlot). */
@@ -353,63 +406,85 @@ DrainFinished(void)
 }
 
 /*
- * Record the outcomes of finished jobs, each in a subtransaction of one
- * transaction (an error recording one job is logged and leaves the others
- * recorded; that job stays running under our token until recovery).
+ * Record a finished job's outcome in a subtransaction: an error recording
+ * it is logged and leaves the other jobs' outcomes recorded; that job
+ * stays running under our token until recovery.
  */
 static void
-RecordDone(void)
+RecordOne(JobqHttpJob *job, DoneJob *d)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		if (d->release)
+			JobqHttpStoreRelease(job);
+		else if (d->outcome.verdict == JOBQ_HTTP_COMPLETE)
+			JobqHttpStoreComplete(job, d->outcome.result);
+		else
+			JobqHttpStoreFail(job, d->outcome.error, d->outcome.http_status,
+							  d->outcome.has_retry_after,
+							  d->outcome.retry_after_ms);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errmsg("jobq: could not record the outcome of HTTP job " INT64_FORMAT ": %s",
+						job->id, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	my_slot->jobs_done++;
+}
+
+/*
+ * Record the outcomes of finished jobs inside the caller's transaction.
+ * The jobs are dropped by DropRecorded once that transaction has committed.
+ */
+static void
+RecordOutcomes(void)
 {
 	int			i;
 
-	if (ndone == 0)
-		return;
-	BeginTx();
 	for (i = 0; i < ndone; i++)
-	{
-		JobqHttpJob *job = done_tab[i].job;
-		DoneJob    *d = done_tab[i].d;
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		RecordOne(done_tab[i].job, done_tab[i].d);
+}
 
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			if (d->release)
-				JobqHttpStoreRelease(job);
-			else if (d->outcome.verdict == JOBQ_HTTP_COMPLETE)
-				JobqHttpStoreComplete(job, d->outcome.result);
-			else
-				JobqHttpStoreFail(job, d->outcome.error, d->outcome.http_status,
-								  d->outcome.has_retry_after,
-								  d->outcome.retry_after_ms);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
+/* After the commit of RecordOutcomes' transaction: free the recorded jobs. */
+static void
+DropRecorded(void)
+{
+	int			i;
 
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			ereport(WARNING,
-					(errmsg("jobq: could not record the outcome of HTTP job " INT64_FORMAT ": %s",
-							job->id, edata->message)));
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-		my_slot->jobs_done++;
-	}
-	CommitTx();
 	for (i = 0; i < ndone; i++)
 		DropJob(done_tab[i].job);
 	ndone = 0;
 	done = NULL;
+}
+
+/* Record the outcomes of finished jobs in a transaction of their own. */
+static void
+RecordDone(void)
+{
+	if (ndone == 0)
+		return;
+	BeginTx();
+	RecordOutcomes();
+	CommitTx();
+	DropRecorded();
 }
 
 /* Abort the transfers of in-flight jobs cancelled since they started. */
@@ -462,23 +537,40 @@ ReleaseInflight(void)
 	RecordDone();
 }
 
+/*
+ * One transaction for the loop's writes: the outcomes of finished jobs,
+ * then, when claim is set, a claim of as many jobs as there is room for
+ * (*next_due set as JobqHttpStoreClaim sets it).  The claimed jobs'
+ * transfers start only after the commit, so no byte is sent for a lease
+ * that is not recorded.  Outcomes go first so that a concurrency-limited
+ * queue's claim counts the places they freed.  An error outside a job's
+ * outcome (the claim) ends the worker: what this transaction recorded is
+ * rolled back with it, and those jobs are recovered with the worker's other
+ * leases (worker_lost).
+ */
 static void
-Claim(TimestampTz *next_due)
+RecordAndClaim(bool claim, TimestampTz *next_due)
 {
-	int			want = jobq_http_max_inflight - ninflight;
-	int			n;
-	JobqHttpJob *jobs;
+	int			want = claim ? jobq_http_max_inflight - ninflight : 0;
+	int			n = 0;
+	JobqHttpJob *jobs = NULL;
 	JobqHttpJob *next;
 
-	*next_due = 0;
-	if (want <= 0)
+	if (claim)
+		*next_due = 0;
+	if (ndone == 0 && want <= 0)
 		return;
-	SetState(JOBQ_STATE_CLAIMING);
+	if (want > 0)
+		SetState(JOBQ_STATE_CLAIMING);
 	BeginTx();
-	jobs = JobqHttpStoreClaim(jobs_cxt, want, my_slot->token, worker_name, &n,
-							  next_due);
+	RecordOutcomes();
+	if (want > 0)
+		jobs = JobqHttpStoreClaim(jobs_cxt, want, my_slot->token, worker_name,
+								  &n, next_due);
 	CommitTx();
-	my_slot->claims++;
+	DropRecorded();
+	if (want > 0)
+		my_slot->claims++;
 	for (; jobs != NULL; jobs = next)
 	{
 		next = jobs->next;
@@ -488,6 +580,57 @@ Claim(TimestampTz *next_due)
 }
 
 /* Wait for the latch, a socket or libcurl's timer; then drive libcurl. */
+#ifdef HAVE_SYS_EPOLL_H
+static bool
+WaitAndDrive(long timeout_ms)
+{
+	WaitEvent	events[3];
+	int			n;
+	int			i;
+	int			running;
+	bool		latch = false;
+	bool		sockets = false;
+
+	n = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			latch = true;
+		}
+		else if (events[i].events & WL_SOCKET_READABLE)
+			sockets = true;
+	}
+	if (sockets)
+	{
+		struct epoll_event ready[CURL_EPOLL_BATCH];
+		int			nready;
+
+		/* level-triggered: what is left of a larger batch is seen next wait */
+		nready = epoll_wait(curl_epfd, ready, lengthof(ready), 0);
+		for (i = 0; i < nready; i++)
+		{
+			int			flags = 0;
+
+			if (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				flags |= CURL_CSELECT_IN;
+			if (ready[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (ready[i].events & EPOLLERR)
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, ready[i].data.fd, flags, &running);
+		}
+	}
+	if (timer_set && GetCurrentTimestamp() >= timer_at)
+	{
+		timer_set = false;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	return latch;
+}
+#else
 static bool
 WaitAndDrive(long timeout_ms)
 {
@@ -540,6 +683,7 @@ WaitAndDrive(long timeout_ms)
 	}
 	return latch;
 }
+#endif
 
 static long
 MsUntil(TimestampTz t, TimestampTz now)
@@ -606,12 +750,13 @@ HttpLoop(void)
 			(look || now >= look_at || (next_due != 0 && now >= next_due)) &&
 			ninflight < jobq_http_max_inflight)
 		{
-			Claim(&next_due);
+			RecordAndClaim(true, &next_due);
 			look = false;
 			look_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  jobq_poll_interval_ms);
 		}
-		RecordDone();
+		else
+			RecordAndClaim(false, &next_due);
 		SetState(ninflight > 0 ? JOBQ_STATE_RUNNING : JOBQ_STATE_IDLE);
 
 		now = GetCurrentTimestamp();
@@ -685,9 +830,19 @@ jobq_http_main(Datum main_arg)
 	multi = curl_multi_init();
 	if (multi == NULL)
 		elog(ERROR, "jobq: curl_multi_init failed");
+#ifdef HAVE_SYS_EPOLL_H
+	curl_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (curl_epfd < 0)
+		elog(ERROR, "jobq: epoll_create1 failed: %m");
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, curl_epfd, NULL, NULL);
+#else
 	/* the setting's maximum: it may be raised by a reload */
 	maxsocks = JOBQ_HTTP_MAX_INFLIGHT_LIMIT * 2 + 16;
 	socks = MemoryContextAlloc(TopMemoryContext, sizeof(SockInterest) * maxsocks);
+#endif
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, SocketCallback);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, TimerCallback);
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "jobq http jobs",

@@ -149,8 +149,40 @@ wait_for "SELECT state || ' ' || error_type FROM jobq.jobs WHERE id = $later" "f
 assert_eq "$(q "SELECT last_error LIKE 'http refused: host \"127.0.0.1\" is not allowed%' FROM jobq.jobs WHERE id = $later")" t \
     "a host removed from jobq.http_allowed_hosts after submit is refused at execution"
 
-# ---- the owner's right to send HTTP requests is checked at execution ----------
+# ---- a changed allowlist takes effect in the sessions and the worker -------
+# each keeps the list parsed from the setting's text, and parses it again
+# when the text changes, back to an earlier value too
 allow '127.0.0.1'
+back=$(q "SET ROLE app; SELECT jobq.submit_http('$U/status/200', queue => 'h')")
+wait_for "SELECT state FROM jobq.jobs WHERE id = $back" completed 30 \
+    || it_fail "the worker refused a host allowed again: $(q "SELECT last_error FROM jobq.jobs WHERE id = $back")"
+it_ok "a host allowed again is reached by the worker"
+out=$(psql -X -q -A -t -d postgres -v ON_ERROR_STOP=0 2>&1 <<SQL
+SET ROLE app;
+SELECT 'first ' || (jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '1 h') > 0);
+RESET ROLE;
+ALTER SYSTEM SET jobq.http_allowed_hosts = '*.example.com';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SET ROLE app;
+SELECT 'second ' || (jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '1 h') > 0);
+RESET ROLE;
+ALTER SYSTEM SET jobq.http_allowed_hosts = '127.0.0.1';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SET ROLE app;
+SELECT 'third ' || (jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '1 h') > 0);
+SQL
+)
+echo "$out" | grep -qx "first true" || it_fail "one session: the first submit was refused: $out"
+echo "$out" | grep -q "ERROR:  host \"127.0.0.1\" is not allowed by jobq.http_allowed_hosts" \
+    || it_fail "one session: a submit after the host left the allowlist was accepted: $out"
+echo "$out" | grep -qx "second true" && it_fail "one session: the second submit was accepted: $out"
+echo "$out" | grep -qx "third true" || it_fail "one session: a submit after the host came back was refused: $out"
+it_ok "one session's submit check follows each reload of jobq.http_allowed_hosts"
+q "SELECT jobq.cancel(id) FROM jobq.jobs WHERE queue = 'h' AND state = 'pending'" >/dev/null
+
+# ---- the owner's right to send HTTP requests is checked at execution ----------
 later=$(q "SET ROLE app; SELECT jobq.submit_http('$U/status/200', queue => 'h', run_at => now() + interval '2 s')")
 q "REVOKE jobq_http FROM app"
 wait_for "SELECT state || ' ' || error_type FROM jobq.jobs WHERE id = $later" "failed permanent" 30 \

@@ -36,6 +36,27 @@ log "1000 jobs x 50 ms: ${ms} ms (serial: 50000 ms), at most $peak requests in f
 it_ok "1000 jobs x 50 ms in ${ms} ms, up to $peak in flight"
 q "DELETE FROM jobq.jobs_final WHERE queue = 'h'" >/dev/null
 
+# ---- a queue with a concurrency limit ---------------------------------------
+# the outcomes of finished jobs are recorded in the claim's transaction,
+# before the claim: the places they free are taken again at once, and never
+# more than the limit are in flight
+http_server_start L
+q "SELECT jobq.create_queue('hl', kind => 'http', concurrency => 3)"
+start=$(date +%s%N)
+q "SELECT count(jobq.submit_http('http://127.0.0.1:$L_PORT/delay/100', queue => 'hl')) FROM generate_series(1, 30)" >/dev/null
+wait_for "SELECT count(*) FROM jobq.jobs WHERE queue = 'hl' AND state = 'completed'" 30 120 \
+    || it_fail "limited queue: jobs not completed: $(q "SELECT string_agg(state || '/' || attempt, ' ') FROM jobq.jobs WHERE queue = 'hl' AND state <> 'completed'")"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+peak=$(http_stats "$L_PORT" | python3 -c "import json,sys; print(json.load(sys.stdin)['max_inflight'])")
+log "30 jobs x 100 ms, concurrency 3: ${ms} ms, at most $peak requests in flight at the server"
+[ "$peak" -le 3 ] || it_fail "limited queue: $peak requests in flight, the queue's concurrency is 3"
+[ "$peak" -ge 2 ] || it_fail "limited queue: never more than one request in flight"
+[ "$ms" -lt 15000 ] || it_fail "limited queue: 30 jobs x 100 ms at 3 at once took ${ms} ms: freed places not taken again"
+assert_eq "$(q "SELECT count(*) FROM jobq.job_attempts a JOIN jobq.jobs j ON j.id = a.job_id
+                 WHERE j.queue = 'hl' AND a.outcome <> 'completed'")" 0 "limited queue: every job completed on its first attempt"
+q "DELETE FROM jobq.jobs_final WHERE queue = 'hl'" >/dev/null
+it_ok "a queue with concurrency 3: 30 jobs in ${ms} ms, at most $peak in flight"
+
 # ---- a configuration reload with requests in flight ------------------------
 # SIGHUP (and a changed jobq.http_max_inflight) while 40 requests wait for
 # their answer: every one completes, on its first attempt
