@@ -538,15 +538,54 @@ ReleaseInflight(void)
 }
 
 /*
+ * The claim of RecordAndClaim, in a subtransaction: an error rolls back the
+ * claim only, and is returned (copied into TopMemoryContext) instead of
+ * raised, so that the outcomes recorded before it still commit.
+ */
+static JobqHttpJob *
+ClaimKeepingOutcomes(int want, int *n, TimestampTz *next_due, ErrorData **error)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	JobqHttpJob *volatile jobs = NULL;
+
+	*n = 0;
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		jobs = JobqHttpStoreClaim(jobs_cxt, want, my_slot->token, worker_name,
+								  n, next_due);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(TopMemoryContext);
+		*error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		/* what the claim had built is not ours: its rows rolled back */
+		jobs = NULL;
+		*n = 0;
+	}
+	PG_END_TRY();
+	return jobs;
+}
+
+/*
  * One transaction for the loop's writes: the outcomes of finished jobs,
  * then, when claim is set, a claim of as many jobs as there is room for
  * (*next_due set as JobqHttpStoreClaim sets it).  The claimed jobs'
  * transfers start only after the commit, so no byte is sent for a lease
  * that is not recorded.  Outcomes go first so that a concurrency-limited
- * queue's claim counts the places they freed.  An error outside a job's
- * outcome (the claim) ends the worker: what this transaction recorded is
- * rolled back with it, and those jobs are recovered with the worker's other
- * leases (worker_lost).
+ * queue's claim counts the places they freed.  A claim that fails rolls
+ * back alone: the outcomes commit, then its error ends the worker, as a
+ * claim error always did (the worker's running jobs are recovered).
  */
 static void
 RecordAndClaim(bool claim, TimestampTz *next_due)
@@ -555,6 +594,7 @@ RecordAndClaim(bool claim, TimestampTz *next_due)
 	int			n = 0;
 	JobqHttpJob *jobs = NULL;
 	JobqHttpJob *next;
+	ErrorData  *claim_error = NULL;
 
 	if (claim)
 		*next_due = 0;
@@ -565,10 +605,11 @@ RecordAndClaim(bool claim, TimestampTz *next_due)
 	BeginTx();
 	RecordOutcomes();
 	if (want > 0)
-		jobs = JobqHttpStoreClaim(jobs_cxt, want, my_slot->token, worker_name,
-								  &n, next_due);
+		jobs = ClaimKeepingOutcomes(want, &n, next_due, &claim_error);
 	CommitTx();
 	DropRecorded();
+	if (claim_error != NULL)
+		ReThrowError(claim_error);
 	if (want > 0)
 		my_slot->claims++;
 	for (; jobs != NULL; jobs = next)
