@@ -51,8 +51,9 @@ static SPIPlanPtr plan_lock_queue = NULL;
 static SPIPlanPtr plan_lock_queue_wait = NULL;
 
 /*
- * Take the claim lock of a limited queue (its row) without waiting.  False
- * when another transaction holds it (or the queue is gone).
+ * Take the claim lock of a queue (its row): waiting for it (external
+ * workers, as jobq._claim does), or not (executors).  False when the queue
+ * is gone, or, without waiting, when another transaction holds it.
  *
  * Executors never wait for a queue row: one claim round visits several
  * queues, round robin, each executor from a different start, so waiting
@@ -62,39 +63,28 @@ static SPIPlanPtr plan_lock_queue_wait = NULL;
  * again moments later (StoreClaimJobs reports it busy).
  */
 static bool
-LockQueueNoWait(const char *queue)
+LockQueue(const char *queue, bool wait)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
+	SPIPlanPtr	plan;
 	int			ret;
 
-	JobqKeptPlan(&plan_lock_queue,
-				 "SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
-				 "   FOR NO KEY UPDATE SKIP LOCKED",
-				 1, argtypes);
+	if (wait)
+		plan = JobqKeptPlan(&plan_lock_queue_wait,
+							"SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
+							"   FOR NO KEY UPDATE",
+							1, argtypes);
+	else
+		plan = JobqKeptPlan(&plan_lock_queue,
+							"SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
+							"   FOR NO KEY UPDATE SKIP LOCKED",
+							1, argtypes);
 	values[0] = CStringGetTextDatum(queue);
-	ret = SPI_execute_plan(plan_lock_queue, values, NULL, false, 1);
+	ret = SPI_execute_plan(plan, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "jobq: queue lock failed: %s", SPI_result_code_string(ret));
 	return SPI_processed == 1;
-}
-
-/* The same lock, waited for (external workers' claims, as jobq._claim does). */
-static void
-LockQueueWait(const char *queue)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	int			ret;
-
-	JobqKeptPlan(&plan_lock_queue_wait,
-				 "SELECT FROM jobq.queues q WHERE q.name OPERATOR(pg_catalog.=) $1"
-				 "   FOR NO KEY UPDATE",
-				 1, argtypes);
-	values[0] = CStringGetTextDatum(queue);
-	ret = SPI_execute_plan(plan_lock_queue_wait, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "jobq: queue lock failed: %s", SPI_result_code_string(ret));
 }
 
 /* Claim order: priority DESC, run_at, id. */
@@ -233,9 +223,7 @@ ClaimAdmitted(const char *queue, bool limited, int max_jobs, Interval *lease,
 	 */
 	if (!limited)
 	{
-		if (token_null)
-			LockQueueWait(queue);
-		else if (!LockQueueNoWait(queue))
+		if (!LockQueue(queue, token_null) && !token_null)
 		{
 			*busy = true;
 			return 0;
@@ -436,7 +424,7 @@ StoreClaimJobs(JobqQueue *q, int max_jobs, int64 token, const char *worker,
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	Assert(max_jobs <= JOBQ_MAX_BATCH);
-	if (q->limited && !LockQueueNoWait(q->name))
+	if (q->limited && !LockQueue(q->name, false))
 	{
 		*busy = true;
 		return 0;
