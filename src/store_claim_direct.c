@@ -20,9 +20,9 @@
  *	RETURNING ...
  *
  * without the executor: the statement was the larger part of an executor's
- * time for no-op jobs, much of it executor start-up and looking every locked row up again
- * by id.  Here each candidate, in claim-index order, is locked without
- * waiting and updated: a row another transaction holds (a concurrent claim,
+ * time for no-op jobs, much of it executor start-up and looking every
+ * locked row up again by id.  Here each candidate, in claim-index order,
+ * is updated without waiting: a row another transaction holds (a concurrent claim,
  * jobq.cancel's FOR UPDATE) or changed since our snapshot is skipped, as
  * SKIP LOCKED skips it.  READ COMMITTED semantics, a fresh snapshot per
  * claim, as the statement had.  With jobq.direct_access off the caller
@@ -355,30 +355,22 @@ FillClaimRow(ClaimWrite *w, JobqClaimRow *row, MemoryContext cxt)
 }
 
 /*
- * Claim the pending job whose visible version is in slot (at tid): lock it
- * as FOR UPDATE SKIP LOCKED would (a row held, or changed since our
- * snapshot, is skipped: false, and *busy set when its holder may yet give
- * it up), then update it to running as the claim statement does, with the
- * new version's index entries, and fill row.
+ * Claim the pending job whose visible version is in slot (at tid): update
+ * it to running as the claim statement does, with the new version's index
+ * entries, and fill row.  The update does not wait: it fails on a row
+ * another transaction holds or is changing (false, *busy set: its holder
+ * may yet give it up) and on one changed since our snapshot (false), the
+ * rows FOR UPDATE SKIP LOCKED skips.  No row lock is taken first unless
+ * the row is held: the update's own test is the same, and a lock would
+ * cost a WAL record and a visit of the page per job.
  */
-static bool
-ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
-			JobqClaimRow *row, MemoryContext cxt, bool *busy)
+/* newslot := the running version of the pending job in slot */
+static void
+SetRunningVersion(ClaimWrite *w, TupleTableSlot *slot)
 {
 	TupleTableSlot *newslot = w->newslot;
-	TM_Result	res;
-	TM_FailureData tmfd;
-	LockTupleMode lockmode;
-	bool		update_indexes;
 
-	res = table_tuple_lock(w->rel, tid, w->snapshot, slot, w->cid, LockTupleExclusive,
-						   LockWaitSkip, 0, &tmfd);
-	if (res == TM_WouldBlock)
-		*busy = true;
-	if (res != TM_Ok)
-		return false;
 	slot_getallattrs(slot);
-
 	ExecClearTuple(newslot);
 	memcpy(newslot->tts_values, slot->tts_values, sizeof(Datum) * cols.natts);
 	memcpy(newslot->tts_isnull, slot->tts_isnull, sizeof(bool) * cols.natts);
@@ -396,16 +388,48 @@ ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
 	newslot->tts_values[cols.claimed_by] = Int64GetDatum(w->token);
 	newslot->tts_isnull[cols.claimed_by] = w->token_null;
 	ExecStoreVirtualTuple(newslot);
+}
 
-	/* ours now: the update cannot meet a conflict */
-	res = table_tuple_update(w->rel, tid, newslot, w->cid, w->snapshot,
-							 InvalidSnapshot, true, &tmfd, &lockmode,
+static bool
+ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
+			JobqClaimRow *row, MemoryContext cxt, bool *busy)
+{
+	TM_Result	res;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+
+	SetRunningVersion(w, slot);
+	res = table_tuple_update(w->rel, tid, w->newslot, w->cid, w->snapshot,
+							 InvalidSnapshot, false, &tmfd, &lockmode,
 							 &update_indexes);
-	if (res != TM_Ok)
-		elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
+	if (res == TM_BeingModified)
+	{
+		/*
+		 * Held: by another transaction, or only by a lock of our own (a
+		 * row this transaction locked, as retry_now does, keeps the lock in
+		 * its new version).  Locking without waiting tells them apart, as
+		 * FOR UPDATE SKIP LOCKED would; the row locked (and read again into
+		 * slot), the update cannot meet a conflict.
+		 */
+		res = table_tuple_lock(w->rel, tid, w->snapshot, slot, w->cid,
+							   LockTupleExclusive, LockWaitSkip, 0, &tmfd);
+		if (res == TM_WouldBlock)
+			*busy = true;
+		if (res != TM_Ok)
+			return false;
+		SetRunningVersion(w, slot);
+		res = table_tuple_update(w->rel, tid, w->newslot, w->cid, w->snapshot,
+								 InvalidSnapshot, true, &tmfd, &lockmode,
+								 &update_indexes);
+		if (res != TM_Ok)
+			elog(ERROR, "jobq: unexpected result %d claiming a locked job", (int) res);
+	}
+	else if (res != TM_Ok)
+		return false;
 	if (update_indexes && w->rri->ri_NumIndices > 0)
 	{
-		list_free(ExecInsertIndexTuples(w->rri, newslot, w->estate, false, false,
+		list_free(ExecInsertIndexTuples(w->rri, w->newslot, w->estate, false, false,
 										NULL, NIL));
 		ResetPerTupleExprContext(w->estate);
 	}
