@@ -48,6 +48,10 @@
 #include "batches.h"
 #include "duties.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -57,9 +61,11 @@
 #include "pgstat.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -67,6 +73,7 @@
 PG_FUNCTION_INFO_V1(jobq_create_batch);
 PG_FUNCTION_INFO_V1(jobq_close_batch);
 PG_FUNCTION_INFO_V1(jobq_finish_batches);
+PG_FUNCTION_INFO_V1(jobq_batch_live);
 
 static SPIPlanPtr plan_create = NULL;
 static SPIPlanPtr plan_add = NULL;
@@ -584,4 +591,59 @@ jobq_close_batch(PG_FUNCTION_ARGS)
 	SPI_finish();
 	RestoreCaller(&sw);
 	PG_RETURN_BOOL(closed);
+}
+
+/*
+ * jobq._batch_live(first_id, last_id, batch_id) RETURNS boolean: whether
+ * batch batch_id, of job ids first_id to last_id, has a pending or running
+ * job, as the caller's snapshot sees jobs_active.
+ *
+ * It runs after every commit that finished jobs of a batch, so it must
+ * cost the same however large the batch: a scan of the primary key
+ * backwards from last_id, stopping at the first job of the batch.  Claims
+ * take a batch's jobs in id order, so its live jobs are at the back of the
+ * range; the entries of finished jobs it passes are marked dead by the
+ * scan and skipped cheaply after.  (A statement would leave the choice of
+ * plan to the planner: a generic plan sorted the whole range at each call.)
+ */
+Datum
+jobq_batch_live(PG_FUNCTION_ARGS)
+{
+	int64		first_id = PG_GETARG_INT64(0);
+	int64		last_id = PG_GETARG_INT64(1);
+	int64		batch_id = PG_GETARG_INT64(2);
+	Relation	rel;
+	Relation	pkey;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	AttrNumber	batch_att;
+	bool		live = false;
+
+	rel = table_open(JobqRelid("jobs_active"), AccessShareLock);
+	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	batch_att = JobqAttnum(RelationGetDescr(rel), "batch_id", false);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(first_id));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE,
+				Int64GetDatum(last_id));
+	scan = index_beginscan(rel, pkey, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		b = slot_getattr(slot, batch_att, &isnull);
+
+		if (!isnull && DatumGetInt64(b) == batch_id)
+		{
+			live = true;
+			break;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pkey, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_BOOL(live);
 }

@@ -119,11 +119,19 @@ $fn$;
 COMMENT ON FUNCTION jobq._batch_counts(jobq.job_batches) IS
     'Internal: the jobs of batch b by state, counted over its id range';
 
+-- Has batch batch_id (job ids first_id to last_id) a pending or running
+-- job?  C (src/batches.c): a backward scan of jobs_active's primary key from
+-- last_id, whose cost does not grow with the batch.
+CREATE FUNCTION jobq._batch_live(first_id bigint, last_id bigint, batch_id bigint)
+    RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'jobq_batch_live';
+COMMENT ON FUNCTION jobq._batch_live(bigint, bigint, bigint) IS
+    'Internal: whether batch batch_id (job ids first_id to last_id) has a pending or running job';
+
 -- Batch b (closed, and locked by the caller) is final when none of its jobs
 -- is pending or running.  Then its final counts are written with
--- finished_at, and the result is whether its callback is due.  Jobs finish
--- from the back of the range last (claims take them in id order), so the
--- look for a live job starts there.
+-- finished_at, and the result is whether its callback is due.
 CREATE FUNCTION jobq._batch_finish(b jobq.job_batches) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -131,11 +139,7 @@ AS $fn$
 DECLARE
     c       record;
 BEGIN
-    IF b.first_id IS NOT NULL AND EXISTS (
-           SELECT FROM (SELECT a.id FROM jobq.jobs_active a
-                         WHERE a.id >= b.first_id AND a.id <= b.last_id
-                           AND a.batch_id = b.id
-                         ORDER BY a.id DESC LIMIT 1) l) THEN
+    IF jobq._batch_live(b.first_id, b.last_id, b.id) THEN
         RETURN false;
     END IF;
     c := jobq._batch_counts(b);
@@ -340,6 +344,7 @@ COMMENT ON VIEW jobq.batches IS
 REVOKE ALL ON jobq.job_batches FROM PUBLIC;
 GRANT SELECT ON jobq.job_batches, jobq.batches TO PUBLIC;
 REVOKE ALL ON FUNCTION jobq._no_batch(bigint), jobq._check_batch_callback(text),
+    jobq._batch_live(bigint, bigint, bigint),
     jobq._batch_finish(jobq.job_batches), jobq._batch_finish_if_final(bigint),
     jobq._batch_create(regrole, text, jsonb, bigint, bigint, bigint, bigint),
     jobq._batch_add(bigint, regrole), jobq._batch_close(bigint, regrole),

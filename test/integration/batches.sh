@@ -273,6 +273,28 @@ as boss "SELECT jobq.finish_batches()" >/dev/null
 assert_eq "$(q "SELECT count(*) FROM jobq.jobs WHERE queue = 'cbq' AND (payload->>'batch_id')::bigint = $n")" 1 \
     "judging it again submits no second callback"
 
+# --- judging a batch costs the same however large it is: a closed batch of
+# 100,000 pending jobs is judged (not final) reading a few pages, also
+# with the generic plans a long-lived executor ends up with (a generic
+# plan of a statement over the id range sorted the whole range each time)
+big=$(as alice "SELECT min(s.id) FROM jobq.submit_batch('ext2', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 100000))) s(id)")
+big=$(q "SELECT batch_id FROM jobq.jobs WHERE id = $big")
+blocks=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d postgres <<SQL | tail -1
+SET plan_cache_mode = force_generic_plan;
+CREATE FUNCTION pg_temp.explain(query text) RETURNS json LANGUAGE plpgsql AS \$\$
+DECLARE r json;
+BEGIN EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || query INTO r; RETURN r; END \$\$;
+SELECT jobq._batch_finish_if_final($big) FROM generate_series(1, 8);
+SELECT (p->0->'Plan'->>'Shared Hit Blocks')::int + (p->0->'Plan'->>'Shared Read Blocks')::int
+  FROM (SELECT pg_temp.explain('SELECT jobq._batch_finish_if_final($big)') p) x;
+SQL
+)
+[ -n "$blocks" ] && [ "$blocks" -lt 100 ] ||
+    it_fail "judging a batch of 100,000 pending jobs read $blocks pages (a few expected)"
+it_ok "judging a batch of 100,000 pending jobs reads $blocks pages, with generic plans"
+assert_eq "$(q "SELECT (finished_at IS NULL) || ' ' || pending FROM jobq.batches WHERE id = $big")" "true 100000" \
+    "and it is not final"
+
 if grep -q "terminated by signal" "$IT_DIR/server.log"; then
     it_fail "a server process crashed: $(grep "terminated by signal" "$IT_DIR/server.log" | head -3)"
 fi
