@@ -644,6 +644,7 @@ RunBatch(JobqClaimedJob *jobs, int njobs, JobqClaimedJob *next, int *nnext,
 	RunSqlBatchBegin(completions_cxt);
 
 	BeginJobTransaction(false);
+	StoreCompletionsBegin();
 	chain_level = GetCurrentTransactionNestLevel();
 	while (ran < njobs)
 	{

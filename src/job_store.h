@@ -103,6 +103,7 @@ extern int	StoreClaimDirect(const char *queue, int max_jobs, Interval *lease,
 /* complete (store_complete.c) */
 extern bool StoreComplete(int64 id, int32 attempt, Jsonb *result, bool executor_lease,
 						  bool *busy);
+extern void StoreCompletionsBegin(void);
 extern bool StoreTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint,
 							   Jsonb *result, bool executor_lease,
 							   JobqCompletions *acc, MemoryContext cxt, bool *busy);

@@ -22,12 +22,13 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "storage/bufmgr.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/bufmgr.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -218,6 +219,35 @@ TakeCompletedSQL(int64 id, int32 attempt, bool executor_lease, bool *busy)
 }
 
 /*
+ * The size of jobs_active in blocks, read by StoreCompletionsBegin for the
+ * transaction whose local id is blocks_lxid: a tid hint is used only on a
+ * block below it.  Reading the size is a system call, and a batch's
+ * completions each needed it.
+ */
+static LocalTransactionId blocks_lxid = InvalidLocalTransactionId;
+static BlockNumber blocks_seen = 0;
+
+/*
+ * At the start of a batch's transaction, outside the jobs' subtransactions:
+ * lock jobs_active for the whole transaction and read its size once.
+ * Holding the lock, the table can grow but not shrink (VACUUM truncates
+ * only under an AccessExclusiveLock), so every block below the size read
+ * exists until the transaction ends; a block added since is beyond it, and
+ * a hint there is not used (the probe by id finds the row).  The lock must
+ * be the top transaction's: one a job's subtransaction took would go with
+ * that subtransaction's rollback.
+ */
+void
+StoreCompletionsBegin(void)
+{
+	Relation	rel = OpenJobsActive(RowExclusiveLock);
+
+	blocks_seen = RelationGetNumberOfBlocks(rel);
+	blocks_lxid = MyProc->lxid;
+	table_close(rel, NoLock);
+}
+
+/*
  * The first half of a batched completion, inside the job's subtransaction
  * (so it commits or rolls back with the handler's writes): the fenced
  * removal from jobs_active.  The row is kept in acc (copied into cxt) for
@@ -285,7 +315,8 @@ StoreTakeCompleted(int64 id, int32 attempt, ItemPointer tid_hint, Jsonb *result,
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
 		found = false;
 		if (tries == 0 && tid_hint != NULL && ItemPointerIsValid(tid_hint) &&
-			ItemPointerGetBlockNumber(tid_hint) < RelationGetNumberOfBlocks(rel))
+			ItemPointerGetBlockNumber(tid_hint) <
+			(blocks_lxid == MyProc->lxid ? blocks_seen : RelationGetNumberOfBlocks(rel)))
 		{
 			tid = *tid_hint;
 			found = table_tuple_fetch_row_version(rel, &tid, snapshot, slot) &&
