@@ -403,6 +403,18 @@ ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
 	res = table_tuple_update(w->rel, tid, w->newslot, w->cid, w->snapshot,
 							 InvalidSnapshot, false, &tmfd, &lockmode,
 							 &update_indexes);
+	if (res == TM_BeingModified && !w->token_null)
+	{
+		/*
+		 * An executor's claim: held by another transaction (a row its own
+		 * transaction holds, which a handler could have locked, is claimed
+		 * next time, unseen), which may yet give it up.  Claims of several
+		 * executors meet here on every row another has just claimed: one
+		 * attempt is all they pay.
+		 */
+		*busy = true;
+		return false;
+	}
 	if (res == TM_BeingModified)
 	{
 		/*
