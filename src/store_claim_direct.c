@@ -22,11 +22,12 @@
  * without the executor: the statement was the larger part of an executor's
  * time for no-op jobs, much of it executor start-up and looking every
  * locked row up again by id.  Here each candidate, in claim-index order,
- * is updated without waiting: a row another transaction holds (a concurrent claim,
- * jobq.cancel's FOR UPDATE) or changed since our snapshot is skipped, as
- * SKIP LOCKED skips it.  READ COMMITTED semantics, a fresh snapshot per
- * claim, as the statement had.  With jobq.direct_access off the caller
- * runs the statement instead (JobqDirectAccess).
+ * is updated without waiting: a row another transaction holds (a
+ * concurrent claim, jobq.cancel's FOR UPDATE) or changed since our
+ * snapshot is skipped, as SKIP LOCKED skips it.  READ COMMITTED
+ * semantics, a fresh snapshot per claim, as the statement had.  With
+ * jobq.direct_access off the caller runs the statement instead
+ * (JobqDirectAccess).
  *
  * IDENTIFICATION
  *	  src/store_claim_direct.c
@@ -354,16 +355,6 @@ FillClaimRow(ClaimWrite *w, JobqClaimRow *row, MemoryContext cxt)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/*
- * Claim the pending job whose visible version is in slot (at tid): update
- * it to running as the claim statement does, with the new version's index
- * entries, and fill row.  The update does not wait: it fails on a row
- * another transaction holds or is changing (false, *busy set: its holder
- * may yet give it up) and on one changed since our snapshot (false), the
- * rows FOR UPDATE SKIP LOCKED skips.  No row lock is taken first unless
- * the row is held: the update's own test is the same, and a lock would
- * cost a WAL record and a visit of the page per job.
- */
 /* newslot := the running version of the pending job in slot */
 static void
 SetRunningVersion(ClaimWrite *w, TupleTableSlot *slot)
@@ -390,6 +381,16 @@ SetRunningVersion(ClaimWrite *w, TupleTableSlot *slot)
 	ExecStoreVirtualTuple(newslot);
 }
 
+/*
+ * Claim the pending job whose visible version is in slot (at tid): update
+ * it to running as the claim statement does, with the new version's index
+ * entries, and fill row.  The update does not wait: it fails on a row
+ * another transaction holds or is changing (false, *busy set: its holder
+ * may yet give it up) and on one changed since our snapshot (false), the
+ * rows FOR UPDATE SKIP LOCKED skips.  No row lock is taken first (it would
+ * cost a WAL record and a visit of the page per job); only an external
+ * worker's claim that finds the row held tries one, see below.
+ */
 static bool
 ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
 			JobqClaimRow *row, MemoryContext cxt, bool *busy)
