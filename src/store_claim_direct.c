@@ -382,6 +382,38 @@ SetRunningVersion(ClaimWrite *w, TupleTableSlot *slot)
 }
 
 /*
+ * Has a transaction updated the version in slot, which our snapshot sees:
+ * one in progress when the snapshot was taken (another claim, most often,
+ * not committed yet), or one that committed or aborted since?  Read from
+ * the tuple's header, which the visibility test just brought up to date,
+ * without locking its page: the update that would find out takes the page
+ * exclusively, and every claim walking past the rows others have just
+ * claimed queued on those pages' locks.  A row that is only locked (as
+ * jobq.cancel and retry_now lock it) or has a multixact is left to the
+ * update.  Skipping is what the update would do, bar the rare updater that
+ * aborted since the snapshot: that job is claimable again at the next
+ * claim, which *busy (set unless the updater is known to have committed)
+ * makes soon.
+ */
+static bool
+UpdatedSinceSeen(TupleTableSlot *slot, bool *busy)
+{
+	HeapTupleHeader tup;
+	uint16		infomask;
+
+	Assert(TTS_IS_BUFFERTUPLE(slot));
+	tup = ((BufferHeapTupleTableSlot *) slot)->base.tuple->t_data;
+	infomask = tup->t_infomask;
+	if ((infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_IS_MULTI)) ||
+		HEAP_XMAX_IS_LOCKED_ONLY(infomask))
+		return false;
+	/* an updater known to have committed left nothing to come back for */
+	if (!(infomask & HEAP_XMAX_COMMITTED))
+		*busy = true;
+	return true;
+}
+
+/*
  * Claim the pending job whose visible version is in slot (at tid): update
  * it to running as the claim statement does, with the new version's index
  * entries, and fill row.  The update does not wait: it fails on a row
@@ -544,6 +576,8 @@ StoreClaimDirect(const char *queue, int max_jobs, Interval *lease, const char *w
 			slot_getallattrs(slot);
 			if (slot->tts_isnull[cols.state] ||
 				!JobqTextEquals(slot->tts_values[cols.state], "pending"))
+				continue;
+			if (UpdatedSinceSeen(slot, busy))
 				continue;
 			if (ClaimOneJob(&w, slot, &tid, &rows[n], cxt, busy))
 				n++;
