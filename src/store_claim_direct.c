@@ -388,7 +388,7 @@ SetRunningVersion(ClaimWrite *w, TupleTableSlot *slot)
  * the tuple's header, which the visibility test just brought up to date,
  * without locking its page: the update that would find out takes the page
  * exclusively, and every claim walking past the rows others have just
- * claimed queued on those pages' locks.  A row that is only locked (as
+ * claimed would queue on those pages' locks.  A row that is only locked (as
  * jobq.cancel and retry_now lock it) or has a multixact is left to the
  * update.  Skipping is what the update would do, bar the rare updater that
  * aborted since the snapshot: that job is claimable again at the next
