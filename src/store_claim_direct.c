@@ -441,9 +441,9 @@ ClaimOneJob(ClaimWrite *w, TupleTableSlot *slot, ItemPointer tid,
 		/*
 		 * An executor's claim: held by another transaction (a row its own
 		 * transaction holds, which a handler could have locked, is claimed
-		 * next time, unseen), which may yet give it up.  Claims of several
-		 * executors meet here on every row another has just claimed: one
-		 * attempt is all they pay.
+		 * next time, unseen), which may yet give it up: a row only locked,
+		 * or one another claim took after our fetch (UpdatedSinceSeen skips
+		 * those taken before).  One attempt is all it costs.
 		 */
 		*busy = true;
 		return false;
